@@ -1,0 +1,183 @@
+"""The `hashidx` command line: parses arguments, calls the library, prints; errors are one line."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .errors import HashidxError
+from .progress import set_quiet
+
+
+def _one_line_errors(fn):
+    """Turn any failure into 'error: ...' on stderr and exit 1; --debug re-raises for the traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        ctx = click.get_current_context()
+        try:
+            return fn(*args, **kwargs)
+        except HashidxError as exc:
+            if ctx.obj.get("debug"):
+                raise
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("error: interrupted; no output was left half-written", err=True)
+            sys.exit(130)
+        except Exception as exc:  # the last line of defence: no tracebacks without --debug
+            if ctx.obj.get("debug"):
+                raise
+            click.echo(f"error: unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", err=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="hashidx")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@click.option("--debug", is_flag=True, help="Show Python tracebacks instead of one-line errors.")
+@click.pass_context
+def main(ctx: click.Context, quiet: bool, debug: bool) -> None:
+    """Asymmetric deep hashing (AHCL) for remote-sensing image retrieval, on FAISS binary indexes.
+
+    \b
+    Pipeline:  features → train → build-index → query / evaluate
+    Try it:    hashidx demo
+    """
+    ctx.obj = {"debug": debug}
+    set_quiet(quiet)
+
+
+VIEWS_OPTION = click.option(
+    "--views", type=click.Choice(["1", "4", "8"]), default="8", show_default=True, callback=lambda c, p, v: int(v),
+    help="Average features over orientations: 1 as is, 4 rotations, 8 rotations x flip (8x the backbone time).")
+
+
+@main.command()
+@click.argument("data", type=click.Path(exists=True, path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Feature cache to write (.h5).")
+@click.option("--backbone", default="efficientnet-lite0", show_default=True, help="Pretrained CNN (frozen).")
+@click.option("--image-size", type=int, default=None, help="Input size in pixels [default: the backbone's, 224].")
+@VIEWS_OPTION
+@click.option("--batch-size", type=int, default=8, show_default=True, help="Images per backbone call.")
+@_one_line_errors
+def features(data: Path, output: Path, backbone: str, image_size: int | None, views: int, batch_size: int) -> None:
+    """Extract backbone features of DATA (class folders or a path<TAB>label list) into an HDF5 cache."""
+    from .datasets import load_dataset
+    from .features import compute_features
+
+    ds = load_dataset(data)
+    cache = compute_features(ds, backbone, image_size, views, batch_size)
+    cache.save(output)
+    click.echo(f"{output}: {len(ds)} images, {len(ds.classes)} classes, {cache.features.shape[1]}-d {backbone} features")
+
+
+@main.command()
+@click.argument("source", metavar="DATA_OR_FEATURES", type=click.Path(exists=True, path_type=Path))
+@click.option("--method", type=click.Choice(["ahcl"]), default="ahcl", show_default=True)
+@click.option("--bits", type=int, default=32, show_default=True, help="Code length, a multiple of 8.")
+@click.option("--split", "split_path", type=click.Path(exists=True, path_type=Path), help="Reuse a split.json.")
+@click.option("--query-fraction", type=float, default=0.2, show_default=True, help="Per class, for a new split.")
+@click.option("--train-pool", type=float, default=None,
+              help="Database images whose pixels train the network: a count, or a fraction ≤ 1 [default: all].")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--iterations", type=int, default=30, show_default=True, help="Outer iterations T.")
+@click.option("--backbone", default="efficientnet-lite0", show_default=True, help="When DATA is images.")
+@click.option("--image-size", type=int, default=None, help="When DATA is images [default: the backbone's].")
+@VIEWS_OPTION
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Run folder to write.")
+@_one_line_errors
+def train(source: Path, method: str, bits: int, split_path: Path | None, query_fraction: float,
+          train_pool: float | None, seed: int, iterations: int, backbone: str, image_size: int | None, views: int,
+          output: Path) -> None:
+    """Train a hash model and learn database codes: writes model.pt, codes.h5, split.json, train.json.
+
+    DATA_OR_FEATURES is a dataset (features are extracted into RUN_DIR/features.h5 first) or a
+    feature cache from 'hashidx features' (then --backbone, --image-size and --views come from it).
+    """
+    from .ahcl import AHCLConfig
+    from .runs import train_run
+
+    rec = train_run(source, output, method, bits, split_path, query_fraction, seed, train_pool, backbone, image_size,
+                    views, config=AHCLConfig(iterations=iterations))
+    t = rec["times_s"]
+    click.echo(f"{output}: {method} {bits} bits, {rec['split']['n_database']} database codes learned "
+               f"from a pool of {rec['pool_size']} images (features {t['features']:.1f}s, training {t['train']:.1f}s)")
+
+
+@main.command("build-index")
+@click.argument("codes", type=click.Path(exists=True, path_type=Path))
+@click.option("--type", "index_type", type=click.Choice(["flat", "ivf", "hnsw"]), default="flat", show_default=True)
+@click.option("--nlist", type=int, default=None, help="IVF lists [default: ~4·√n, ≥39 codes per list].")
+@click.option("--nprobe", type=int, default=None, help="IVF lists probed at search [default: nlist/8].")
+@click.option("--hnsw-m", type=int, default=32, show_default=True, help="HNSW neighbours per node.")
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Index file (+ OUTPUT.json sidecar).")
+@_one_line_errors
+def build_index(codes: Path, index_type: str, nlist: int | None, nprobe: int | None, hnsw_m: int, output: Path) -> None:
+    """Load database codes (codes.h5) into a FAISS binary index with ids."""
+    from . import index as idx
+    from .codes import CodeFile
+
+    cf = CodeFile.load(codes)
+    index, params = idx.build(cf.codes, cf.ids, index_type, nlist, nprobe, hnsw_m)
+    sidecar = idx.save(index, output, params, codes)
+    extra = ", ".join(f"{k}={sidecar[k]}" for k in ("nlist", "nprobe", "M") if k in sidecar)
+    click.echo(f"{output}: {index_type} index, {sidecar['count']} codes of {sidecar['bits']} bits" + (f" ({extra})" if extra else ""))
+
+
+@main.command()
+@click.argument("index_path", metavar="INDEX", type=click.Path(path_type=Path))
+@click.argument("query_file", type=click.Path(path_type=Path))
+@click.option("--model", "model_path", required=True, type=click.Path(path_type=Path), help="model.pt of the run.")
+@click.option("-k", type=int, default=20, show_default=True, help="Results per query.")
+@click.option("--nprobe", type=int, default=None, help="Override the index's IVF nprobe.")
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Results file.")
+@click.option("--format", "fmt", type=click.Choice(["tsv", "jsonl"]), default="tsv", show_default=True)
+@click.option("--batch-size", type=int, default=8, show_default=True, help="Images per backbone call.")
+@click.option("--allow-model-mismatch", is_flag=True, help="Search even if the model is not the one the codes came from.")
+@_one_line_errors
+def query(index_path: Path, query_file: Path, model_path: Path, k: int, nprobe: int | None, output: Path, fmt: str,
+          batch_size: int, allow_model_mismatch: bool) -> None:
+    """Answer QUERY_FILE (image paths, one a line, or a CSV/TSV with a 'path' column) against INDEX."""
+    from .query import run_query, write_results
+
+    results = run_query(index_path, model_path, query_file, k, nprobe, batch_size, allow_model_mismatch)
+    write_results(results, output, fmt)
+    n_queries = len({r.query for r in results})
+    click.echo(f"{output}: {len(results)} results for {n_queries} queries")
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--split", "split_path", type=click.Path(exists=True, path_type=Path), help="[default: RUN_DIR/split.json]")
+@click.option("-k", "ks", type=int, multiple=True, default=(10, 50, 100), show_default=True, help="Cut-offs for mAP@k, P@k.")
+@_one_line_errors
+def evaluate(run_dir: Path, split_path: Path | None, ks: tuple[int, ...]) -> None:
+    """Rank the run's database codes for its query images: mAP, mAP@k, P@k, P@H<=2 as JSON (also RUN_DIR/eval.json)."""
+    from .evaluate import evaluate_run
+
+    click.echo(json.dumps(evaluate_run(run_dir, split_path, tuple(ks)), indent=2))
+
+
+@main.command()
+@click.option("--data", type=click.Path(exists=True, path_type=Path), help="Run on a real dataset instead.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("hashidx-demo"), show_default=True)
+@click.option("--bits", type=int, default=32, show_default=True)
+@_one_line_errors
+def demo(data: Path | None, output: Path, bits: int) -> None:
+    """The whole pipeline on a generated image set (no network, no arguments), or on --data DIR."""
+    from .demo import run_demo
+
+    summary = run_demo(output, data, bits, echo=click.echo)
+    click.echo(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()

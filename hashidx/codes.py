@@ -1,0 +1,83 @@
+"""Binary codes: sign with sgn(0)=+1, packing to FAISS's uint8 layout, Hamming distance, the codes HDF5."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from . import __version__
+from .atomic import atomic_path
+from .errors import HashidxError
+
+CODES_FORMAT = 1
+
+
+def sign(x: np.ndarray) -> np.ndarray:
+    """Elementwise sign as int8 in {-1, +1}; zero maps to +1 (np.sign(0) = 0 would break codes)."""
+    return np.where(np.asarray(x) >= 0, 1, -1).astype(np.int8)
+
+
+def pack(codes: np.ndarray) -> np.ndarray:
+    """{-1,+1} (n x c) -> uint8 (n x c/8), bit = 1 for +1, the layout FAISS binary indexes take."""
+    codes = np.asarray(codes)
+    if codes.ndim != 2 or codes.shape[1] % 8:
+        raise ValueError(f"codes must be n x c with c a multiple of 8, got shape {codes.shape}")
+    return np.packbits(codes > 0, axis=1)
+
+
+def unpack(packed: np.ndarray, bits: int) -> np.ndarray:
+    """Inverse of `pack`: uint8 (n x bits/8) -> int8 {-1,+1} (n x bits)."""
+    return np.unpackbits(packed, axis=1, count=bits).astype(np.int8) * 2 - 1
+
+
+def hamming(query: np.ndarray, database: np.ndarray) -> np.ndarray:
+    """Hamming distances (q x n, int32) between packed code sets; the numpy reference for FAISS."""
+    out = np.empty((len(query), len(database)), dtype=np.int32)
+    for i, q in enumerate(query):
+        out[i] = np.bitwise_count(np.bitwise_xor(database, q)).sum(axis=1)
+    return out
+
+
+@dataclass
+class CodeFile:
+    """Packed database codes with their ids, image paths, labels and provenance attributes."""
+
+    codes: np.ndarray  # uint8 (n x bits/8)
+    ids: np.ndarray  # int64 (n,)
+    paths: tuple[str, ...]
+    labels: np.ndarray  # int64 (n,), -1 where unknown
+    bits: int
+    method: str
+    attrs: dict = field(default_factory=dict)
+
+    def save(self, path: str | Path) -> None:
+        str_dt = h5py.string_dtype("utf-8")
+        with atomic_path(path) as tmp:
+            with h5py.File(tmp, "w") as f:
+                f.create_dataset("codes", data=self.codes)
+                f.create_dataset("ids", data=self.ids.astype(np.int64))
+                f.create_dataset("paths", data=list(self.paths), dtype=str_dt)
+                f.create_dataset("labels", data=self.labels.astype(np.int64))
+                f.attrs.update({**self.attrs, "kind": "hashidx-codes", "format": CODES_FORMAT, "bits": self.bits,
+                                "method": self.method, "hashidx_version": __version__})
+
+    @classmethod
+    def load(cls, path: str | Path) -> "CodeFile":
+        try:
+            with h5py.File(path, "r") as f:
+                if f.attrs.get("kind") != "hashidx-codes":
+                    raise HashidxError(f"{path}: not a hashidx codes file; 'hashidx train ... -o RUN_DIR' writes RUN_DIR/codes.h5")
+                bits = int(f.attrs["bits"])
+                codes = f["codes"][:]
+                if codes.dtype != np.uint8 or codes.ndim != 2 or codes.shape[1] * 8 != bits:
+                    raise HashidxError(f"{path}: 'codes' is {codes.dtype} {codes.shape}, expected uint8 n x {bits // 8}; retrain")
+                attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
+                return cls(codes, f["ids"][:], tuple(p.decode() for p in f["paths"][:]), f["labels"][:],
+                           bits, str(f.attrs["method"]), attrs)
+        except FileNotFoundError:
+            raise HashidxError(f"{path}: codes file not found") from None
+        except (OSError, KeyError) as exc:
+            raise HashidxError(f"{path}: unreadable codes file ({exc}); rerun 'hashidx train'") from None

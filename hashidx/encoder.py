@@ -1,0 +1,47 @@
+"""Network-side encoding: images → backbone → hash head → sgn → packed codes (queries, added items)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .backbones import FeatureExtractor, backbone_spec
+from .codes import pack, sign
+from .errors import HashidxError
+from .features import FeatureCache, extract
+from .model import HashHead
+
+
+class Encoder:
+    """A trained hash head with the backbone its checkpoint names."""
+
+    def __init__(self, head: HashHead, config: dict):
+        self.head, self.config = head, config
+        self._extractor: FeatureExtractor | None = None
+
+    @property
+    def bits(self) -> int:
+        return int(self.config["bits"])
+
+    def check_features(self, cache: FeatureCache, source: str | Path) -> None:
+        """Refuse features from another backbone or image size than the model was trained on."""
+        have = (cache.backbone, cache.image_size, cache.views)
+        want = (self.config["backbone"], self.config["image_size"], self.config["views"])
+        if have != want:
+            raise HashidxError(f"{source}: features are {have[0]} at {have[1]}px, {have[2]} view(s), but the model expects "
+                               f"{want[0]} at {want[1]}px, {want[2]} view(s); re-extract with "
+                               f"--backbone {want[0]} --image-size {want[1]} --views {want[2]}")
+
+    def encode_features(self, features: np.ndarray) -> np.ndarray:
+        """Packed codes sgn(F(x)) for backbone features."""
+        return pack(sign(self.head.embed(features.astype(np.float32))))
+
+    def encode_images(self, paths: Sequence[Path], batch_size: int = 8) -> np.ndarray:
+        """Packed codes for image files: every image passes the backbone and the head."""
+        if self._extractor is None:
+            self._extractor = FeatureExtractor(backbone_spec(self.config["backbone"]))
+        feats = extract(paths, self._extractor, int(self.config["image_size"]), int(self.config["views"]), batch_size,
+                        desc="encode images")
+        return self.encode_features(feats)

@@ -1,0 +1,54 @@
+"""Evaluate a run: encode the split's query images with the network, rank the learned database codes."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .atomic import write_json
+from .codes import CodeFile
+from .encoder import Encoder
+from .errors import HashidxError
+from .features import FeatureCache
+from .metrics import retrieval_metrics
+from .model import load_checkpoint
+from .split import load_split
+
+TIE_RULE = "ties at equal Hamming distance keep database order (stable sort)"
+
+
+def read_run(run_dir: Path) -> dict:
+    try:
+        return json.loads((run_dir / "train.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise HashidxError(f"{run_dir}: no train.json; pass a folder written by 'hashidx train -o RUN_DIR'") from None
+    except ValueError as exc:
+        raise HashidxError(f"{run_dir / 'train.json'}: invalid JSON ({exc}); rerun 'hashidx train'") from None
+
+
+def evaluate_run(run_dir: str | Path, split_path: str | Path | None = None, ks: tuple[int, ...] = (10, 50, 100),
+                 with_curve: bool = False) -> dict:
+    """Metrics (see hashidx.metrics) of the run's query images against its database codes; saved as eval.json."""
+    run_dir = Path(run_dir)
+    record = read_run(run_dir)
+    split = load_split(split_path or run_dir / "split.json")
+    head, config = load_checkpoint(run_dir / "model.pt")
+    encoder = Encoder(head, config)
+    db = CodeFile.load(run_dir / "codes.h5")
+    if db.bits != encoder.bits:
+        raise HashidxError(f"{run_dir / 'codes.h5'}: {db.bits}-bit codes but model.pt is {encoder.bits}-bit; retrain the run")
+    cache = FeatureCache.load(record["features"])
+    encoder.check_features(cache, record["features"])
+    query_idx, _ = split.indices(cache.dataset)
+    t0 = time.perf_counter()
+    query_codes = encoder.encode_features(cache.features[query_idx])
+    t_encode = time.perf_counter() - t0
+    out = retrieval_metrics(query_codes, cache.dataset.labels[query_idx], db.codes, db.labels, ks,
+                            with_curve=with_curve)
+    out.update({"bits": db.bits, "method": db.method, "n_query": int(len(query_idx)), "n_database": int(len(db.codes)),
+                "tie_rule": TIE_RULE, "query_head_s": t_encode})
+    write_json(run_dir / "eval.json", out)
+    return out

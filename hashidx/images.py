@@ -1,0 +1,44 @@
+"""Image decoding to RGB float arrays: grey, palette, RGBA and 16-bit handled; >3 bands refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .errors import HashidxError
+
+
+def _to_rgb(img: Image.Image, path: Path) -> Image.Image:
+    if img.mode in ("RGB",):
+        return img
+    if img.mode in ("L", "P", "RGBA", "LA", "PA", "CMYK", "YCbCr", "1", "RGBX"):
+        # Alpha is dropped rather than composited: aerial tiles use it for no-data borders.
+        return img.convert("RGB")
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        # Stretch 16-bit / float data by its own range so dark scenes stay visible.
+        a = np.asarray(img, dtype=np.float32)
+        lo, hi = float(a.min()), float(a.max())
+        a = (a - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(a)
+        return Image.fromarray(a.astype(np.uint8)).convert("RGB")
+    raise HashidxError(f"{path}: unsupported image mode {img.mode!r}; convert it to an 8-bit RGB JPEG/PNG/TIFF")
+
+
+def load_image(path: str | Path, size: int) -> np.ndarray:
+    """Decode `path` to a float32 HxWx3 array in [0, 1], resized to size x size (bilinear)."""
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            bands = len(img.getbands())
+            if bands > 4 or (bands == 4 and img.mode not in ("RGBA", "CMYK", "RGBX")):
+                raise HashidxError(f"{path}: {bands}-band image; export an RGB composite (3 bands) first")
+            img.load()
+            rgb = _to_rgb(img, path).resize((size, size), Image.BILINEAR)
+    except HashidxError:
+        raise
+    except FileNotFoundError:
+        raise HashidxError(f"{path}: image not found; fix the path or remove it from the list") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise HashidxError(f"{path}: cannot decode image ({exc}); replace the file or remove it from the dataset") from None
+    return np.asarray(rgb, dtype=np.float32) / 255.0

@@ -1,0 +1,135 @@
+"""FAISS binary indexes (flat, IVF, HNSW) over packed codes, with ids and a JSON sidecar."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from . import __version__
+from .atomic import atomic_path, sha256_file, write_json
+from .codes import CodeFile
+from .errors import HashidxError
+
+INDEX_TYPES = ("flat", "ivf", "hnsw")
+INDEX_FORMAT = 1
+
+
+def default_nlist(n: int) -> int:
+    """About 4·√n lists, but at least 39 training codes per list (FAISS's own floor)."""
+    return max(1, min(int(4 * math.sqrt(n)), n // 39))
+
+
+def default_nprobe(nlist: int) -> int:
+    """An eighth of the lists: binary codes tie a lot, so IVF needs a wider probe than float IVF."""
+    return max(1, math.ceil(nlist / 8))
+
+
+def _ivf(index: faiss.IndexBinary) -> faiss.IndexBinaryIVF | None:
+    inner = faiss.downcast_IndexBinary(index.index if isinstance(index, faiss.IndexBinaryIDMap2) else index)
+    return inner if isinstance(inner, faiss.IndexBinaryIVF) else None
+
+
+def set_nprobe(index: faiss.IndexBinary, nprobe: int) -> None:
+    ivf = _ivf(index)
+    if ivf is not None:
+        ivf.nprobe = int(nprobe)
+
+
+def build(codes: np.ndarray, ids: np.ndarray, index_type: str = "flat", nlist: int | None = None,
+          nprobe: int | None = None, hnsw_m: int = 32) -> tuple[faiss.IndexBinary, dict]:
+    """An IndexBinaryIDMap2 over flat / IVF / HNSW, and the parameters it was built with."""
+    n, bits = len(codes), codes.shape[1] * 8
+    if n == 0:
+        raise HashidxError("no codes to index; the codes file is empty")
+    params: dict = {"index_type": index_type, "bits": bits}
+    if index_type == "flat":
+        inner = faiss.IndexBinaryFlat(bits)
+        # The counting search (use_heap=False) returns ties in insertion order, matching the metrics' stable ranking.
+        inner.use_heap = False
+    elif index_type == "ivf":
+        nlist = nlist or default_nlist(n)
+        if nlist > n:
+            raise HashidxError(f"--nlist {nlist} is larger than the {n} codes; use at most {n} (default: {default_nlist(n)})")
+        quantizer = faiss.IndexBinaryFlat(bits)
+        inner = faiss.IndexBinaryIVF(quantizer, bits, nlist)
+        inner.own_fields = True
+        quantizer.this.disown()
+        inner.train(codes)
+        inner.nprobe = nprobe or default_nprobe(nlist)
+        params.update(nlist=nlist, nprobe=int(inner.nprobe))
+    elif index_type == "hnsw":
+        inner = faiss.IndexBinaryHNSW(bits, hnsw_m)
+        params.update(M=hnsw_m, efSearch=int(inner.hnsw.efSearch))
+    else:
+        raise HashidxError(f"unknown index type {index_type!r}; choose one of {', '.join(INDEX_TYPES)}")
+    index = faiss.IndexBinaryIDMap2(inner)
+    index.own_fields = True
+    inner.this.disown()
+    index.add_with_ids(codes, ids.astype(np.int64))
+    params["count"] = int(index.ntotal)
+    return index, params
+
+
+def search(index: faiss.IndexBinary, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k (distances, ids) per query, each row ordered by (distance, id); missing slots are id -1."""
+    if index.ntotal == 0:
+        raise HashidxError("the index is empty; build it from a codes file with at least one code")
+    k = min(k, index.ntotal)
+    dist, ids = index.search(queries, k)
+    # Reorder equal distances by id so every index type lists ties the same way.
+    order = np.lexsort((np.where(ids < 0, np.iinfo(np.int64).max, ids), dist), axis=1)
+    return np.take_along_axis(dist, order, 1), np.take_along_axis(ids, order, 1)
+
+
+def save(index: faiss.IndexBinary, path: str | Path, params: dict, codes_path: str | Path) -> dict:
+    """Write FAISS's own file and the sidecar `PATH.json`, each atomically."""
+    path = Path(path)
+    codes_path = Path(codes_path)
+    cf_attrs = CodeFile.load(codes_path).attrs
+    sidecar = {
+        "kind": "hashidx-index", "format": INDEX_FORMAT, **params,
+        "codes_file": os.path.relpath(codes_path.resolve(), path.resolve().parent),
+        "codes_sha256": sha256_file(codes_path), "method": cf_attrs.get("method"),
+        "model_sha256": cf_attrs.get("model_sha256"),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "faiss_version": faiss.__version__, "hashidx_version": __version__,
+    }
+    with atomic_path(path) as tmp:
+        faiss.write_index_binary(index, str(tmp))
+    write_json(sidecar_path(path), sidecar)
+    return sidecar
+
+
+def sidecar_path(path: str | Path) -> Path:
+    return Path(f"{path}.json")
+
+
+def load(path: str | Path) -> tuple[faiss.IndexBinary, dict]:
+    """Read an index and its sidecar; the sidecar is required (it names the codes and model)."""
+    path = Path(path)
+    if not path.is_file():
+        raise HashidxError(f"{path}: index file not found; build one with 'hashidx build-index CODES.h5 -o {path}'")
+    try:
+        sidecar = json.loads(sidecar_path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise HashidxError(f"{sidecar_path(path)}: index sidecar missing; rebuild the index with 'hashidx build-index'") from None
+    except ValueError as exc:
+        raise HashidxError(f"{sidecar_path(path)}: sidecar is not valid JSON ({exc}); rebuild the index") from None
+    try:
+        index = faiss.read_index_binary(str(path))
+    except RuntimeError:
+        raise HashidxError(f"{path}: not a FAISS binary index; rebuild it with 'hashidx build-index'") from None
+    if index.d != sidecar.get("bits"):
+        raise HashidxError(f"{path}: index has {index.d} bits but its sidecar says {sidecar.get('bits')}; rebuild the index")
+    return index, sidecar
+
+
+def codes_file_of(path: str | Path, sidecar: dict) -> Path:
+    """The codes file an index was built from, resolved beside the index."""
+    return (Path(path).resolve().parent / sidecar["codes_file"]).resolve()

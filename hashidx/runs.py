@@ -1,0 +1,95 @@
+"""A training run folder: features + split in, model.pt, codes.h5, split.json, train.json out."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .ahcl import AHCLConfig, train_ahcl
+from .atomic import sha256_file, write_json
+from .backbones import DEFAULT_BACKBONE
+from .codes import CodeFile, pack
+from .datasets import load_dataset
+from .errors import HashidxError
+from .features import DEFAULT_VIEWS, FeatureCache, compute_features
+from .model import save_checkpoint
+from .split import Split, load_split, make_split, save_split
+
+METHODS = ("ahcl",)
+
+
+def is_feature_file(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in (".h5", ".hdf5")
+
+
+def load_or_extract(source: str | Path, out_dir: Path, backbone: str = DEFAULT_BACKBONE,
+                    image_size: int | None = None, views: int = DEFAULT_VIEWS,
+                    batch_size: int = 8) -> tuple[FeatureCache, Path]:
+    """Features of DATA (extracted into RUN_DIR/features.h5) or of an existing cache."""
+    if is_feature_file(source):
+        return FeatureCache.load(source), Path(source).resolve()
+    cache = compute_features(load_dataset(source), backbone, image_size, views, batch_size)
+    path = out_dir / "features.h5"
+    cache.save(path)
+    return cache, path.resolve()
+
+
+def pool_positions(n_db: int, train_pool: float | None, seed: int) -> np.ndarray:
+    """Database positions whose images train the network: N items, a fraction, or all."""
+    if train_pool is None:
+        return np.arange(n_db)
+    size = int(round(train_pool * n_db)) if train_pool <= 1 else int(train_pool)
+    if not 1 <= size <= n_db:
+        raise HashidxError(f"--train-pool {train_pool} gives {size} images; use 1..{n_db} or a fraction in (0, 1]")
+    return np.sort(np.random.default_rng(seed + 1).choice(n_db, size, replace=False))
+
+
+def train_run(source: str | Path, out_dir: str | Path, method: str = "ahcl", bits: int = 32,
+              split_path: str | Path | None = None, query_fraction: float = 0.2, seed: int = 0,
+              train_pool: float | None = None, backbone: str = DEFAULT_BACKBONE, image_size: int | None = None,
+              views: int = DEFAULT_VIEWS, batch_size: int = 8, config: AHCLConfig | None = None) -> dict:
+    """Train `method` and write the run folder; returns the train.json record."""
+    if method not in METHODS:
+        raise HashidxError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if bits <= 0 or bits % 8:
+        raise HashidxError(f"--bits {bits}: code length must be a positive multiple of 8 (16, 32, 64...)")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    cache, features_path = load_or_extract(source, out, backbone, image_size, views, batch_size)
+    t_features = time.perf_counter() - t0
+    ds = cache.dataset
+    split: Split = load_split(split_path) if split_path else make_split(ds, query_fraction, seed)
+    query_idx, db_idx = split.indices(ds)
+    save_split(split, out / "split.json")
+    pool = pool_positions(len(db_idx), train_pool, seed)
+    config = replace(config or AHCLConfig(), bits=bits, seed=seed)
+    db_labels = ds.labels[db_idx]
+    t1 = time.perf_counter()
+    head, v, log = train_ahcl(cache.features[db_idx[pool]], db_labels, len(ds.classes), config, pool)
+    t_train = time.perf_counter() - t1
+    model_config = {"method": method, "bits": bits, "backbone": cache.backbone, "image_size": cache.image_size,
+                    "views": cache.views, "feature_dim": int(cache.features.shape[1]), "classes": list(ds.classes),
+                    "hidden": config.hidden, "dropout": config.dropout,
+                    "feature_normalisation": "standardise with the training pool's mean/std (buffers in state_dict)",
+                    "seed": seed, "hashidx_version": __version__}
+    save_checkpoint(out / "model.pt", head, model_config)
+    CodeFile(pack(v), np.arange(len(db_idx), dtype=np.int64), split.database, db_labels, bits, method,
+             {"model_sha256": sha256_file(out / "model.pt"), "split_sha256": sha256_file(out / "split.json"),
+              "encoding": "learned (discrete solver)", "backbone": cache.backbone,
+              "classes": json.dumps(list(ds.classes))}).save(out / "codes.h5")
+    record = {"command": sys.argv, "method": method, "bits": bits, "seed": seed, "features": str(features_path),
+              "backbone": cache.backbone, "image_size": cache.image_size, "views": cache.views, "split": {
+                  "seed": split.seed, "query_fraction": split.query_fraction,
+                  "n_query": len(query_idx), "n_database": len(db_idx)},
+              "pool_size": int(len(pool)), "config": config.to_json(),
+              "times_s": {"features": t_features, "train": t_train, "total": time.perf_counter() - t0},
+              "log": log["iterations"], "hashidx_version": __version__}
+    write_json(out / "train.json", record)
+    return record

