@@ -42,15 +42,14 @@ class AHCLConfig:
         return {**asdict(self), "lr_steps": list(self.lr_steps)}
 
 
-def pairwise_loss(u: torch.Tensor, rows: np.ndarray, v: np.ndarray, vtv: torch.Tensor, sim) -> torch.Tensor:
-    """Σ_{i∈B, j≤n} (u_iᵀv_j − c·S_ij)², from VᵀV and (SV)_B: no |B| x n product.
+def pairwise_loss(u: torch.Tensor, vtv: torch.Tensor, sv: torch.Tensor, sq: torch.Tensor) -> torch.Tensor:
+    """Σ_{i∈B, j≤n} (u_iᵀv_j − c·S_ij)² = Σ_i u_iᵀ(VᵀV)u_i − 2c·u_iᵀ(SV)_i + c²·Σ_j S_ij²: no |B| x n product.
 
-    The three terms are each O(n·c²) and cancel, so they are summed in float64.
+    `sv` and `sq` are the batch's rows of SV and Σ_j S_ij². The terms are each O(n·c²) and
+    cancel, so they are summed in float64.
     """
     bits = u.shape[1]
     u64 = u.double()
-    sv = torch.from_numpy(sim.matmul_rows(v, rows))
-    sq = torch.from_numpy(sim.row_square_sums(rows))
     return ((u64 @ vtv) * u64).sum() - 2 * bits * (u64 * sv).sum() + bits ** 2 * sq.sum()
 
 
@@ -82,7 +81,11 @@ def train_ahcl(features: np.ndarray, labels: np.ndarray, n_classes: int, config:
         omega = pool[sample]  # database rows of Ω
         sim = LabelSimilarity(labels[omega], labels, n_classes)
         v64 = v.astype(np.float64)
+        # V is fixed for the epochs: its products with S are computed once per iteration.
         vtv = torch.from_numpy(v64.T @ v64)
+        sv = torch.from_numpy(sim.matmul_rows(v64, np.arange(m)))
+        sq = torch.from_numpy(sim.row_square_sums(np.arange(m)))
+        v_omega = torch.from_numpy(v64[omega])
         u_pool = np.zeros((m, config.bits), dtype=np.float64)
         head.train()
         totals = np.zeros(3)
@@ -92,14 +95,15 @@ def train_ahcl(features: np.ndarray, labels: np.ndarray, n_classes: int, config:
                 rows = order[start:start + config.batch_size]
                 u, logits = head(feats[sample[rows]])
                 u_pool[rows] = u.detach().numpy()
-                pair = pairwise_loss(u, rows, v64, vtv, sim)
-                quant = config.lam * ((torch.from_numpy(v64[omega[rows]]) - u.double()) ** 2).sum()
+                scale = n * len(rows)
+                pair = pairwise_loss(u, vtv, sv[rows], sq[rows]) / scale
+                quant = config.lam * ((v_omega[rows] - u.double()) ** 2).sum() / scale
                 semantic = F.cross_entropy(logits, targets[omega[rows]])
-                loss = (pair + quant) / (n * len(rows)) + config.gamma * semantic
+                loss = pair + quant + config.gamma * semantic
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-                totals += [float(pair.detach()) / (n * len(rows)), float(quant.detach()) / (n * len(rows)), float(semantic.detach())]
+                totals += [pair.item(), quant.item(), semantic.item()]
         sched.step()
         t1 = time.perf_counter()
         v = update_codes(v, u_pool, omega, sim, config.lam)

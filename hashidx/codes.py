@@ -11,6 +11,7 @@ import numpy as np
 from . import __version__
 from .atomic import atomic_path
 from .errors import HashidxError
+from .h5 import STR, read_h5, strings
 
 CODES_FORMAT = 1
 
@@ -54,30 +55,21 @@ class CodeFile:
     attrs: dict = field(default_factory=dict)
 
     def save(self, path: str | Path) -> None:
-        str_dt = h5py.string_dtype("utf-8")
         with atomic_path(path) as tmp:
             with h5py.File(tmp, "w") as f:
                 f.create_dataset("codes", data=self.codes)
                 f.create_dataset("ids", data=self.ids.astype(np.int64))
-                f.create_dataset("paths", data=list(self.paths), dtype=str_dt)
+                f.create_dataset("paths", data=list(self.paths), dtype=STR)
                 f.create_dataset("labels", data=self.labels.astype(np.int64))
                 f.attrs.update({**self.attrs, "kind": "hashidx-codes", "format": CODES_FORMAT, "bits": self.bits,
                                 "method": self.method, "hashidx_version": __version__})
 
     @classmethod
     def load(cls, path: str | Path) -> "CodeFile":
-        try:
-            with h5py.File(path, "r") as f:
-                if f.attrs.get("kind") != "hashidx-codes":
-                    raise HashidxError(f"{path}: not a hashidx codes file; 'hashidx train ... -o RUN_DIR' writes RUN_DIR/codes.h5")
-                bits = int(f.attrs["bits"])
-                codes = f["codes"][:]
-                if codes.dtype != np.uint8 or codes.ndim != 2 or codes.shape[1] * 8 != bits:
-                    raise HashidxError(f"{path}: 'codes' is {codes.dtype} {codes.shape}, expected uint8 n x {bits // 8}; retrain")
-                attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
-                return cls(codes, f["ids"][:], tuple(p.decode() for p in f["paths"][:]), f["labels"][:],
-                           bits, str(f.attrs["method"]), attrs)
-        except FileNotFoundError:
-            raise HashidxError(f"{path}: codes file not found") from None
-        except (OSError, KeyError) as exc:
-            raise HashidxError(f"{path}: unreadable codes file ({exc}); rerun 'hashidx train'") from None
+        with read_h5(path, "hashidx-codes", "codes file", "'hashidx train ... -o RUN_DIR' writes RUN_DIR/codes.h5") as f:
+            bits = int(f.attrs["bits"])
+            codes = f["codes"][:]
+            if codes.dtype != np.uint8 or codes.ndim != 2 or codes.shape[1] * 8 != bits:
+                raise HashidxError(f"{path}: 'codes' is {codes.dtype} {codes.shape}, expected uint8 n x {bits // 8}; retrain")
+            attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
+            return cls(codes, f["ids"][:], strings(f["paths"]), f["labels"][:], bits, str(f.attrs["method"]), attrs)

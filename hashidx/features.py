@@ -14,7 +14,7 @@ from . import __version__
 from .atomic import atomic_path
 from .backbones import FeatureExtractor, backbone_spec, check_views
 from .datasets import Dataset
-from .errors import HashidxError
+from .h5 import STR, read_h5, strings
 from .images import load_image
 from .progress import progress
 
@@ -57,13 +57,12 @@ class FeatureCache:
 
     def save(self, path: str | Path) -> None:
         spec = backbone_spec(self.backbone)
-        str_dt = h5py.string_dtype("utf-8")
         with atomic_path(path) as tmp:
             with h5py.File(tmp, "w") as f:
                 f.create_dataset("features", data=self.features)
                 f.create_dataset("labels", data=self.dataset.labels)
-                f.create_dataset("paths", data=list(self.dataset.paths), dtype=str_dt)
-                f.create_dataset("classes", data=list(self.dataset.classes), dtype=str_dt)
+                f.create_dataset("paths", data=list(self.dataset.paths), dtype=STR)
+                f.create_dataset("classes", data=list(self.dataset.classes), dtype=STR)
                 f.attrs.update({"kind": "hashidx-features", "format": FEATURES_FORMAT, "backbone": self.backbone,
                                 "weights": spec.weights, "image_size": self.image_size, "views": self.views,
                                 "preprocessing": PREPROCESSING, "mean": spec.mean, "std": spec.std,
@@ -71,18 +70,10 @@ class FeatureCache:
 
     @classmethod
     def load(cls, path: str | Path) -> "FeatureCache":
-        try:
-            with h5py.File(path, "r") as f:
-                if f.attrs.get("kind") != "hashidx-features":
-                    raise HashidxError(f"{path}: not a hashidx feature cache; make one with 'hashidx features DATA -o {path}'")
-                ds = Dataset(Path(f.attrs["root"]), tuple(p.decode() for p in f["paths"][:]),
-                             f["labels"][:].astype(np.int64), tuple(c.decode() for c in f["classes"][:]))
-                return cls(f["features"][:], ds, str(f.attrs["backbone"]), int(f.attrs["image_size"]),
-                           int(f.attrs.get("views", 1)))
-        except FileNotFoundError:
-            raise HashidxError(f"{path}: feature cache not found") from None
-        except (OSError, KeyError) as exc:
-            raise HashidxError(f"{path}: unreadable feature cache ({exc}); rebuild it with 'hashidx features'") from None
+        with read_h5(path, "hashidx-features", "feature cache", f"make one with 'hashidx features DATA -o {path}'") as f:
+            ds = Dataset(Path(f.attrs["root"]), strings(f["paths"]), f["labels"][:].astype(np.int64), strings(f["classes"]))
+            return cls(f["features"][:], ds, str(f.attrs["backbone"]), int(f.attrs["image_size"]),
+                       int(f.attrs.get("views", 1)))
 
 
 def compute_features(ds: Dataset, backbone: str, image_size: int | None = None, views: int = DEFAULT_VIEWS,

@@ -122,6 +122,14 @@ def test_same_seed_same_codes(ucmd_features, run_dir, tmp_path):
 
 
 def test_console_script_reports_errors_in_one_line(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "hashidx.cli", "evaluate", str(tmp_path)], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "hashidx", "evaluate", str(tmp_path)], capture_output=True, text=True)
     assert proc.returncode == 1
     assert proc.stderr.strip().count("\n") == 0 and "train.json" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_train_pool_codes_every_database_item(ucmd_features, tmp_path):
+    out = tmp_path / "pool"
+    invoke("train", str(ucmd_features), "--bits", "16", "--iterations", "3", "--train-pool", "0.25", "-o", str(out))
+    record = json.loads((out / "train.json").read_text())
+    assert record["pool_size"] == 20 and record["split"]["n_database"] == 80
+    assert CodeFile.load(out / "codes.h5").codes.shape == (80, 2)  # all 80 coded, 20 images trained on

@@ -54,3 +54,13 @@ def test_code_file_refuses_other_hdf5(tmp_path):
         f["codes"] = np.zeros((2, 2), np.uint8)
     with pytest.raises(HashidxError, match="not a hashidx codes file"):
         CodeFile.load(tmp_path / "x.h5")
+
+
+def test_truncated_code_file_is_one_clear_error(tmp_path):
+    rng = np.random.default_rng(0)
+    CodeFile(pack(sign(rng.normal(size=(50, 32)))), np.arange(50), tuple(map(str, range(50))), np.zeros(50), 32,
+             "ahcl").save(tmp_path / "codes.h5")
+    data = (tmp_path / "codes.h5").read_bytes()
+    (tmp_path / "cut.h5").write_bytes(data[: len(data) // 2])
+    with pytest.raises(HashidxError, match="cut.h5: unreadable codes file"):
+        CodeFile.load(tmp_path / "cut.h5")

@@ -72,35 +72,26 @@ def test_sweep_matches_bitwise_reference():
 
 
 def test_label_algebra_matches_dense_similarity():
-    rng = np.random.default_rng(0)
-    n, m, bits, classes = 50, 20, 8, 5
-    labels = rng.integers(0, classes, n)
-    omega = rng.choice(n, m, replace=False)
-    fast = LabelSimilarity(labels[omega], labels, classes)
+    classes = 5
+    labels, omega, u, v, fast = _problem(0, n=50, m=20, bits=8, classes=classes)
     dense = DenseSimilarity(one_hot(labels[omega], classes), one_hot(labels, classes))
     assert fast.r == pytest.approx(dense.r)
     np.testing.assert_allclose(fast.dense(), dense.s)
-    u = rng.normal(size=(m, bits))
-    v = np.where(rng.normal(size=(n, bits)) >= 0, 1.0, -1.0)
     rows = np.array([0, 3, 7])
     np.testing.assert_allclose(fast.t_matmul(u), dense.t_matmul(u))
     np.testing.assert_allclose(fast.matmul_rows(v, rows), dense.matmul_rows(v, rows))
     np.testing.assert_allclose(fast.row_square_sums(rows), dense.row_square_sums(rows))
-    v_fast = update_codes(v.astype(np.int8), u, omega, fast, 200.0)
-    np.testing.assert_array_equal(v_fast, update_codes(v.astype(np.int8), u, omega, dense, 200.0))
+    np.testing.assert_array_equal(update_codes(v, u, omega, fast, 200.0), update_codes(v, u, omega, dense, 200.0))
 
 
 def test_pairwise_loss_without_batch_by_n_product_matches_direct_sum():
-    rng = np.random.default_rng(1)
-    n, m, bits, classes = 40, 16, 8, 4
-    labels = rng.integers(0, classes, n)
-    omega = rng.choice(n, m, replace=False)
-    sim = LabelSimilarity(labels[omega], labels, classes)
-    v = np.where(rng.normal(size=(n, bits)) >= 0, 1.0, -1.0)
+    labels, omega, _, v, sim = _problem(1, n=40, m=16, bits=8, classes=4)
+    v = v.astype(np.float64)
     rows = np.array([1, 2, 5, 9])
-    u = torch.tanh(torch.from_numpy(rng.normal(size=(len(rows), bits)))).requires_grad_(True)
-    fast = pairwise_loss(u, rows, v, torch.from_numpy(v.T @ v), sim)
-    direct = ((u @ torch.from_numpy(v).T - bits * torch.from_numpy(sim.dense()[rows])) ** 2).sum()
+    u = torch.tanh(torch.from_numpy(np.random.default_rng(1).normal(size=(len(rows), 8)))).requires_grad_(True)
+    fast = pairwise_loss(u, torch.from_numpy(v.T @ v), torch.from_numpy(sim.matmul_rows(v, rows)),
+                         torch.from_numpy(sim.row_square_sums(rows)))
+    direct = ((u @ torch.from_numpy(v).T - 8 * torch.from_numpy(sim.dense()[rows])) ** 2).sum()
     assert fast.item() == pytest.approx(direct.item(), rel=1e-10)
     g_fast, = torch.autograd.grad(fast, u)
     g_direct, = torch.autograd.grad(direct, u)
