@@ -4,7 +4,8 @@ Equivalent to:
     hashidx features DATA -o OUT/features.h5
     hashidx train OUT/features.h5 --method ahcl --bits B -o OUT/ahcl-B      (for each B)
     hashidx evaluate OUT/ahcl-B
-Writes OUT/pipeline.json and prints a Markdown table with wall times.
+Writes OUT/pipeline.json and prints a Markdown table with wall times. With --seeds 0,1,2 the
+trainings repeat per seed (same split) and the table adds mean ± sd; --features reuses a cache.
 """
 
 from __future__ import annotations
@@ -16,14 +17,16 @@ import platform
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from hashidx import __version__
 from hashidx.atomic import write_json
 from hashidx.datasets import load_dataset
 from hashidx.evaluate import evaluate_run
-from hashidx.features import DEFAULT_VIEWS, compute_features
+from hashidx.features import DEFAULT_VIEWS, FeatureCache, compute_features
 from hashidx.runs import train_run
+from hashidx.split import make_split, save_split
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,34 +36,51 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared/datasets/UCMerced_LandUse/Images")
     ap.add_argument("--bits", default="16,32,64")
     ap.add_argument("--views", type=int, default=DEFAULT_VIEWS)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", default="0", help="training seeds; the split is always seed 0")
+    ap.add_argument("--features", type=Path, help="reuse this feature cache instead of extracting")
     ap.add_argument("-o", "--output", type=Path, default=Path("out/ucmd-pipeline"))
     args = ap.parse_args()
     t0 = time.perf_counter()
-    ds = load_dataset(args.data)
-    cache = compute_features(ds, "efficientnet-lite0", views=args.views)
-    features_path = args.output / "features.h5"
-    cache.save(features_path)
+    if args.features:
+        features_path = args.features
+        ds = FeatureCache.load(features_path).dataset
+    else:
+        ds = load_dataset(args.data)
+        features_path = args.output / "features.h5"
+        compute_features(ds, "efficientnet-lite0", views=args.views).save(features_path)
+    n_images = len(ds)
     t_features = time.perf_counter() - t0
+    # One split (seed 0, 20% queries per class) for every code length and training seed.
+    split_path = args.output / "split.json"
+    save_split(make_split(ds, 0.2, 0), split_path)
+    seeds = [int(s) for s in args.seeds.split(",")]
     rows = []
-    for bits in (int(b) for b in args.bits.split(",")):
-        t1 = time.perf_counter()
-        rec = train_run(features_path, args.output / f"ahcl-{bits}", "ahcl", bits, seed=args.seed)
-        metrics = evaluate_run(args.output / f"ahcl-{bits}")
-        rows.append({"bits": bits, "train_s": rec["times_s"]["train"], "train_eval_s": time.perf_counter() - t1,
-                     **{k: metrics[k] for k in ("mAP", "mAP@100", "P@10", "P@H<=2", "n_query", "n_database")}})
+    for seed in seeds:
+        for bits in (int(b) for b in args.bits.split(",")):
+            t1 = time.perf_counter()
+            run = args.output / f"ahcl-{bits}-seed{seed}"
+            rec = train_run(features_path, run, "ahcl", bits, split_path=split_path, seed=seed)
+            metrics = evaluate_run(run)
+            rows.append({"bits": bits, "seed": seed, "train_s": rec["times_s"]["train"],
+                         "train_eval_s": time.perf_counter() - t1,
+                         **{k: metrics[k] for k in ("mAP", "mAP@100", "P@10", "P@H<=2", "n_query", "n_database")}})
     total = time.perf_counter() - t0
-    report = {"dataset": str(args.data), "n_images": len(ds), "views": args.views, "seed": args.seed,
+    report = {"dataset": str(args.data), "n_images": n_images, "views": args.views, "seeds": seeds,
               "features_s": t_features, "total_s": total, "rows": rows, "hashidx_version": __version__,
               "torch": torch.__version__, "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
               "machine": f"{platform.machine()} {platform.processor() or ''}".strip()}
     write_json(args.output / "pipeline.json", report)
-    print(f"features: {len(ds)} images x {args.views} views in {t_features:.0f}s; total {total:.0f}s "
+    print(f"features: {n_images} images x {args.views} views in {t_features:.0f}s; total {total:.0f}s "
           f"on {os.cpu_count()} CPUs")
-    print("| bits | mAP | mAP@100 | P@10 | P@H≤2 | training (s) |")
-    print("|---:|---:|---:|---:|---:|---:|")
+    print("| bits | seed | mAP | mAP@100 | P@10 | P@H≤2 | training (s) |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['bits']} | {r['mAP']:.4f} | {r['mAP@100']:.4f} | {r['P@10']:.4f} | {r['P@H<=2']:.4f} | {r['train_s']:.1f} |")
+        print(f"| {r['bits']} | {r['seed']} | {r['mAP']:.4f} | {r['mAP@100']:.4f} | {r['P@10']:.4f} | "
+              f"{r['P@H<=2']:.4f} | {r['train_s']:.1f} |")
+    if len(seeds) > 1:
+        for bits in sorted({r["bits"] for r in rows}):
+            maps = np.array([r["mAP"] for r in rows if r["bits"] == bits])
+            print(f"{bits} bits: mAP {maps.mean():.4f} ± {maps.std(ddof=1):.4f} over seeds {args.seeds}")
 
 
 if __name__ == "__main__":

@@ -87,7 +87,8 @@ def features(data: Path, output: Path, backbone: str, image_size: int | None, vi
 @click.option("--query-fraction", type=float, default=0.2, show_default=True, help="Per class, for a new split.")
 @click.option("--train-pool", type=float, default=None,
               help="Database images whose pixels train the network: a count, or a fraction ≤ 1 [default: all].")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Training seed (sampling, init, dropout).")
+@click.option("--split-seed", type=int, default=0, show_default=True, help="Seed of a new split.")
 @click.option("--iterations", type=int, default=30, show_default=True, help="Outer iterations T.")
 @click.option("--backbone", default="efficientnet-lite0", show_default=True, help="When DATA is images.")
 @click.option("--image-size", type=int, default=None, help="When DATA is images [default: the backbone's].")
@@ -95,7 +96,7 @@ def features(data: Path, output: Path, backbone: str, image_size: int | None, vi
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Run folder to write.")
 @_one_line_errors
 def train(source: Path, method: str, bits: int, split_path: Path | None, query_fraction: float,
-          train_pool: float | None, seed: int, iterations: int, backbone: str, image_size: int | None, views: int,
+          train_pool: float | None, seed: int, split_seed: int, iterations: int, backbone: str, image_size: int | None, views: int,
           output: Path) -> None:
     """Train a hash model and learn database codes: writes model.pt, codes.h5, split.json, train.json.
 
@@ -105,8 +106,9 @@ def train(source: Path, method: str, bits: int, split_path: Path | None, query_f
     from .ahcl import AHCLConfig
     from .runs import train_run
 
-    rec = train_run(source, output, method, bits, split_path, query_fraction, seed, train_pool, backbone, image_size,
-                    views, config=AHCLConfig(iterations=iterations))
+    rec = train_run(source, output, method, bits, split_path=split_path, query_fraction=query_fraction, seed=seed,
+                    split_seed=split_seed, train_pool=train_pool, backbone=backbone, image_size=image_size, views=views,
+                    config=AHCLConfig(iterations=iterations))
     t = rec["times_s"]
     click.echo(f"{output}: {method} {bits} bits, {rec['split']['n_database']} database codes learned "
                f"from a pool of {rec['pool_size']} images (features {t['features']:.1f}s, training {t['train']:.1f}s)")

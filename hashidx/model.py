@@ -60,8 +60,9 @@ def load_checkpoint(path: str | Path) -> tuple[HashHead, dict[str, Any]]:
     except FileNotFoundError:
         raise HashidxError(f"{path}: model checkpoint not found") from None
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError... for bad files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise HashidxError(f"{path}: not a loadable hashidx checkpoint ({first}); use RUN_DIR/model.pt from 'hashidx train'") from None
+        # torch's own message suggests weights_only=False, which would let the file run code: never relay it.
+        raise HashidxError(f"{path}: not a hashidx checkpoint of plain tensors ({type(exc).__name__}); "
+                           "use RUN_DIR/model.pt from 'hashidx train'") from None
     if not isinstance(obj, dict) or "config" not in obj or "state_dict" not in obj:
         raise HashidxError(f"{path}: not a hashidx checkpoint (no config/state_dict); use RUN_DIR/model.pt from 'hashidx train'")
     config = obj["config"]

@@ -51,7 +51,7 @@ def pool_positions(n_db: int, train_pool: float | None, seed: int) -> np.ndarray
 
 
 def train_run(source: str | Path, out_dir: str | Path, method: str = "ahcl", bits: int = 32,
-              split_path: str | Path | None = None, query_fraction: float = 0.2, seed: int = 0,
+              split_path: str | Path | None = None, query_fraction: float = 0.2, seed: int = 0, split_seed: int = 0,
               train_pool: float | None = None, backbone: str = DEFAULT_BACKBONE, image_size: int | None = None,
               views: int = DEFAULT_VIEWS, batch_size: int = 8, config: AHCLConfig | None = None) -> dict:
     """Train `method` and write the run folder; returns the train.json record."""
@@ -65,7 +65,8 @@ def train_run(source: str | Path, out_dir: str | Path, method: str = "ahcl", bit
     cache, features_path = load_or_extract(source, out, backbone, image_size, views, batch_size)
     t_features = time.perf_counter() - t0
     ds = cache.dataset
-    split: Split = load_split(split_path) if split_path else make_split(ds, query_fraction, seed)
+    # The split has its own seed so that changing the training seed keeps the evaluation protocol.
+    split: Split = load_split(split_path) if split_path else make_split(ds, query_fraction, split_seed)
     query_idx, db_idx = split.indices(ds)
     save_split(split, out / "split.json")
     pool = pool_positions(len(db_idx), train_pool, seed)
