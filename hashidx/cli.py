@@ -81,7 +81,9 @@ def features(data: Path, output: Path, backbone: str, image_size: int | None, vi
 
 @main.command()
 @click.argument("source", metavar="DATA_OR_FEATURES", type=click.Path(exists=True, path_type=Path))
-@click.option("--method", type=click.Choice(["ahcl"]), default="ahcl", show_default=True)
+@click.option("--method", type=click.Choice(["ahcl", "symmetric", "itq", "lsh"]), default="ahcl", show_default=True,
+              help="ahcl: database codes learned by the solver; symmetric: sgn(F(x)) of every database image; "
+                   "itq / lsh: unsupervised, on the same features.")
 @click.option("--bits", type=int, default=32, show_default=True, help="Code length, a multiple of 8.")
 @click.option("--split", "split_path", type=click.Path(exists=True, path_type=Path), help="Reuse a split.json.")
 @click.option("--query-fraction", type=float, default=0.2, show_default=True, help="Per class, for a new split.")
@@ -103,15 +105,15 @@ def train(source: Path, method: str, bits: int, split_path: Path | None, query_f
     DATA_OR_FEATURES is a dataset (features are extracted into RUN_DIR/features.h5 first) or a
     feature cache from 'hashidx features' (then --backbone, --image-size and --views come from it).
     """
-    from .ahcl import AHCLConfig
+    from .training import TrainConfig
     from .runs import train_run
 
     rec = train_run(source, output, method, bits, split_path=split_path, query_fraction=query_fraction, seed=seed,
                     split_seed=split_seed, train_pool=train_pool, backbone=backbone, image_size=image_size, views=views,
-                    config=AHCLConfig(iterations=iterations))
+                    config=TrainConfig(iterations=iterations))
     t = rec["times_s"]
-    click.echo(f"{output}: {method} {bits} bits, {rec['split']['n_database']} database codes learned "
-               f"from a pool of {rec['pool_size']} images (features {t['features']:.1f}s, training {t['train']:.1f}s)")
+    click.echo(f"{output}: {method} {bits} bits, {rec['split']['n_database']} database codes, trained on a pool of "
+               f"{rec['pool_size']} images (features {t['features']:.1f}s, training {t['train']:.1f}s)")
 
 
 @main.command("build-index")

@@ -7,6 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .baselines import LinearHash
 from .backbones import FeatureExtractor, backbone_spec
 from .codes import pack, sign
 from .errors import HashidxError
@@ -17,7 +18,7 @@ from .model import HashHead
 class Encoder:
     """A trained hash head with the backbone its checkpoint names."""
 
-    def __init__(self, head: HashHead, config: dict):
+    def __init__(self, head: HashHead | LinearHash, config: dict):
         self.head, self.config = head, config
         self._extractor: FeatureExtractor | None = None
 

@@ -43,17 +43,22 @@ class HashHead(nn.Module):
                                for i in range(0, max(len(features), 1), batch_size)])
 
 
-def head_from_config(config: dict[str, Any]) -> HashHead:
+def head_from_config(config: dict[str, Any]) -> nn.Module:
+    """An untrained module of the shape the config records: a hash head, or a linear map for itq/lsh."""
+    if config.get("method") in ("itq", "lsh"):
+        from .baselines import LinearHash
+
+        return LinearHash(config["feature_dim"], config["bits"])
     return HashHead(config["feature_dim"], config["bits"], len(config["classes"]), config["hidden"], config["dropout"])
 
 
-def save_checkpoint(path: str | Path, head: HashHead, config: dict[str, Any]) -> None:
+def save_checkpoint(path: str | Path, head: nn.Module, config: dict[str, Any]) -> None:
     """A plain state dict plus a JSON-able config: nothing in it can run code on load."""
     with atomic_path(path) as tmp:
         torch.save({"format": CHECKPOINT_FORMAT, "config": config, "state_dict": head.state_dict()}, tmp)
 
 
-def load_checkpoint(path: str | Path) -> tuple[HashHead, dict[str, Any]]:
+def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the head from a checkpoint, refusing anything that is not plain tensors and data."""
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)

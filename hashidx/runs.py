@@ -11,17 +11,25 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .ahcl import AHCLConfig, train_ahcl
+from .ahcl import train_ahcl
+from .baselines import fit_itq, fit_lsh
 from .atomic import sha256_file, write_json
 from .backbones import DEFAULT_BACKBONE
 from .codes import CodeFile, pack
+from .encoder import Encoder
 from .datasets import load_dataset
 from .errors import HashidxError
 from .features import DEFAULT_VIEWS, FeatureCache, compute_features
 from .model import save_checkpoint
 from .split import Split, load_split, make_split, save_split
+from .symmetric import train_symmetric
+from .training import TrainConfig
 
-METHODS = ("ahcl",)
+METHODS = ("ahcl", "symmetric", "itq", "lsh")
+ENCODING = {"ahcl": "learned by the discrete solver (no database image through the network)",
+            "symmetric": "network: sgn(F(x)) of every database image",
+            "itq": "ITQ projection of every database image's features",
+            "lsh": "random hyperplanes on every database image's features"}
 
 
 def is_feature_file(path: str | Path) -> bool:
@@ -53,7 +61,7 @@ def pool_positions(n_db: int, train_pool: float | None, seed: int) -> np.ndarray
 def train_run(source: str | Path, out_dir: str | Path, method: str = "ahcl", bits: int = 32,
               split_path: str | Path | None = None, query_fraction: float = 0.2, seed: int = 0, split_seed: int = 0,
               train_pool: float | None = None, backbone: str = DEFAULT_BACKBONE, image_size: int | None = None,
-              views: int = DEFAULT_VIEWS, batch_size: int = 8, config: AHCLConfig | None = None) -> dict:
+              views: int = DEFAULT_VIEWS, batch_size: int = 8, config: TrainConfig | None = None) -> dict:
     """Train `method` and write the run folder; returns the train.json record."""
     if method not in METHODS:
         raise HashidxError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
@@ -70,27 +78,41 @@ def train_run(source: str | Path, out_dir: str | Path, method: str = "ahcl", bit
     query_idx, db_idx = split.indices(ds)
     save_split(split, out / "split.json")
     pool = pool_positions(len(db_idx), train_pool, seed)
-    config = replace(config or AHCLConfig(), bits=bits, seed=seed)
+    config = replace(config or TrainConfig(), bits=bits, seed=seed)
     db_labels = ds.labels[db_idx]
-    t1 = time.perf_counter()
-    head, v, log = train_ahcl(cache.features[db_idx[pool]], db_labels, len(ds.classes), config, pool)
-    t_train = time.perf_counter() - t1
     model_config = {"method": method, "bits": bits, "backbone": cache.backbone, "image_size": cache.image_size,
                     "views": cache.views, "feature_dim": int(cache.features.shape[1]), "classes": list(ds.classes),
                     "hidden": config.hidden, "dropout": config.dropout,
                     "feature_normalisation": "standardise with the training pool's mean/std (buffers in state_dict)",
                     "seed": seed, "hashidx_version": __version__}
+    pool_features = cache.features[db_idx[pool]]
+    t1 = time.perf_counter()
+    log: dict = {"iterations": []}
+    if method == "ahcl":
+        head, v, log = train_ahcl(pool_features, db_labels, len(ds.classes), config, pool)
+    elif method == "symmetric":
+        head, log = train_symmetric(pool_features, db_labels[pool], len(ds.classes), config)
+    else:
+        head = (fit_itq if method == "itq" else fit_lsh)(pool_features, bits, seed)
+    t_train = time.perf_counter() - t1
+    if method == "ahcl":
+        codes, t_db = pack(v), 0.0
+    else:
+        # The head's part of database encoding; the backbone part is the feature extraction.
+        codes = Encoder(head, model_config).encode_features(cache.features[db_idx])
+        t_db = time.perf_counter() - t1 - t_train
     save_checkpoint(out / "model.pt", head, model_config)
-    CodeFile(pack(v), np.arange(len(db_idx), dtype=np.int64), split.database, db_labels, bits, method,
+    CodeFile(codes, np.arange(len(db_idx), dtype=np.int64), split.database, db_labels, bits, method,
              {"model_sha256": sha256_file(out / "model.pt"), "split_sha256": sha256_file(out / "split.json"),
-              "encoding": "learned (discrete solver)", "backbone": cache.backbone,
+              "encoding": ENCODING[method], "backbone": cache.backbone,
               "classes": json.dumps(list(ds.classes))}).save(out / "codes.h5")
     record = {"command": sys.argv, "method": method, "bits": bits, "seed": seed, "features": str(features_path),
               "backbone": cache.backbone, "image_size": cache.image_size, "views": cache.views, "split": {
                   "seed": split.seed, "query_fraction": split.query_fraction,
                   "n_query": len(query_idx), "n_database": len(db_idx)},
               "pool_size": int(len(pool)), "config": config.to_json(),
-              "times_s": {"features": t_features, "train": t_train, "total": time.perf_counter() - t0},
+              "times_s": {"features": t_features, "train": t_train, "database_head": t_db,
+                          "total": time.perf_counter() - t0},
               "log": log["iterations"], "hashidx_version": __version__}
     write_json(out / "train.json", record)
     return record

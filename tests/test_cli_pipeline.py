@@ -133,3 +133,17 @@ def test_train_pool_codes_every_database_item(ucmd_features, tmp_path):
     record = json.loads((out / "train.json").read_text())
     assert record["pool_size"] == 20 and record["split"]["n_database"] == 80
     assert CodeFile.load(out / "codes.h5").codes.shape == (80, 2)  # all 80 coded, 20 images trained on
+
+
+@pytest.mark.parametrize("method, encoding", [("symmetric", "network"), ("itq", "ITQ"), ("lsh", "random hyperplanes")])
+def test_other_methods_write_the_same_run_folder(ucmd_features, run_dir, tmp_path, method, encoding):
+    out = tmp_path / method
+    invoke("train", str(ucmd_features), "--method", method, "--bits", "16", "--iterations", "3",
+           "--split", str(run_dir / "split.json"), "-o", str(out))
+    cf = CodeFile.load(out / "codes.h5")
+    assert cf.method == method and cf.codes.shape == (80, 2) and cf.attrs["encoding"].startswith(encoding)
+    assert cf.attrs["model_sha256"] == sha256_file(out / "model.pt")
+    assert cf.paths == CodeFile.load(run_dir / "codes.h5").paths  # same split, same database order
+    assert torch.load(out / "model.pt", weights_only=True)["config"]["method"] == method
+    metrics = json.loads(invoke("evaluate", str(out)))
+    assert metrics["method"] == method and 0.0 < metrics["mAP"] <= 1.0

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from hashidx.ahcl import pairwise_loss
+from hashidx.training import pairwise_loss
 from hashidx.similarity import DenseSimilarity, LabelSimilarity, one_hot
 from hashidx.solver import linear_term, objective, update_bit, update_codes
 

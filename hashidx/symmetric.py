@@ -1,0 +1,36 @@
+"""The symmetric counterpart of AHCL: same head, bits and supervision, but every code is sgn(F(x)).
+
+The pairwise term pulls each sampled output towards the pool's own latest outputs U (a memory
+refreshed every outer iteration) instead of towards learned database codes, and the quantisation
+term towards sgn(u). Database codes then need every database image through backbone and head.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from .model import HashHead
+from .progress import progress
+from .similarity import LabelSimilarity
+from .training import TrainConfig, network_epochs, new_head, pair_targets
+
+
+def train_symmetric(features: np.ndarray, labels: np.ndarray, n_classes: int, config: TrainConfig) -> tuple[HashHead, dict]:
+    """Train the head on the pool's features and labels; returns the head and the training log."""
+    rng = np.random.default_rng(config.seed)
+    head, opt, sched = new_head(features, n_classes, config)
+    feats = torch.from_numpy(features.astype(np.float32))
+    label_t = torch.from_numpy(labels)
+    u_memory = head.embed(features).astype(np.float64)
+    head.train()
+    sim = LabelSimilarity(labels, labels, n_classes)
+    log: list[dict] = []
+    for it in progress(range(config.iterations), "symmetric iterations", unit="iter"):
+        t0 = time.perf_counter()
+        u_memory, losses = network_epochs(head, opt, feats, label_t, pair_targets(u_memory, sim), config, rng)
+        sched.step()
+        log.append({"iteration": it + 1, **losses, "r": sim.r, "network_s": time.perf_counter() - t0})
+    return head.eval(), {"iterations": log, "pool_size": int(len(labels))}

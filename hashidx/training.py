@@ -1,0 +1,111 @@
+"""What AHCL and its symmetric counterpart share: the settings, the pairwise loss, one network epoch loop."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .model import HashHead
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Defaults follow the AHCL authors' code (T=30, E=2, batch 64, SGD 1e-3, wd 5e-4, γ=20, λ=200)."""
+
+    bits: int = 32
+    iterations: int = 30
+    epochs: int = 2
+    sample_size: int | None = None  # m; None = the whole training pool
+    batch_size: int = 64
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    lr_steps: tuple[int, ...] = (10, 20)
+    gamma: float = 20.0  # semantic (cross-entropy) weight
+    lam: float = 200.0  # quantization weight
+    hidden: int = 1024
+    dropout: float = 0.5
+    seed: int = 0
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "lr_steps": list(self.lr_steps)}
+
+
+@dataclass
+class PairTargets:
+    """What the sampled rows are pulled towards while the network trains with the targets T fixed.
+
+    The pairwise term is Σ_{i∈B, j} (u_iᵀt_j − c·S_ij)² over the n rows of T (learned codes V for
+    AHCL, the pool's own outputs for the symmetric method); `quant` holds each sampled row's
+    quantisation target, or None for sgn(u) itself.
+    """
+
+    ttt: torch.Tensor  # TᵀT (c x c)
+    st: torch.Tensor  # (S T) for the m sampled rows (m x c)
+    s_sq: torch.Tensor  # Σ_j S_ij² for the m sampled rows (m,)
+    n: int  # rows of T: the loss is divided by n·|B|
+    quant: torch.Tensor | None = None
+
+
+def pair_targets(t: np.ndarray, sim, quant: np.ndarray | None = None) -> PairTargets:
+    """Products of the fixed targets T (n x c) with S, computed once per outer iteration."""
+    rows = np.arange(sim.shape[0])
+    t64 = t.astype(np.float64)
+    return PairTargets(torch.from_numpy(t64.T @ t64), torch.from_numpy(sim.matmul_rows(t64, rows)),
+                       torch.from_numpy(sim.row_square_sums(rows)), len(t),
+                       None if quant is None else torch.from_numpy(quant.astype(np.float64)))
+
+
+def pairwise_loss(u: torch.Tensor, ttt: torch.Tensor, st: torch.Tensor, s_sq: torch.Tensor) -> torch.Tensor:
+    """Σ_{i∈B, j≤n} (u_iᵀt_j − c·S_ij)² = Σ_i u_iᵀ(TᵀT)u_i − 2c·u_iᵀ(ST)_i + c²·Σ_j S_ij²: no |B| x n product.
+
+    `st` and `s_sq` are the batch's rows of ST and Σ_j S_ij². The terms are each O(n·c²) and
+    cancel, so they are summed in float64.
+    """
+    bits = u.shape[1]
+    u64 = u.double()
+    return ((u64 @ ttt) * u64).sum() - 2 * bits * (u64 * st).sum() + bits ** 2 * s_sq.sum()
+
+
+def new_head(features: np.ndarray, n_classes: int, config: TrainConfig):
+    """A seeded head standardised on the pool, with the SGD optimiser and step schedule."""
+    torch.manual_seed(config.seed)
+    head = HashHead(features.shape[1], config.bits, n_classes, config.hidden, config.dropout)
+    head.set_normalisation(features)
+    opt = torch.optim.SGD(head.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(config.lr_steps), gamma=0.1)
+    return head, opt, sched
+
+
+def network_epochs(head: HashHead, opt: torch.optim.Optimizer, feats: torch.Tensor, labels: torch.Tensor,
+                   targets: PairTargets, config: TrainConfig, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+    """E epochs over the m sampled rows (`feats`, `labels`) with the targets fixed.
+
+    Returns the latest outputs U (m x c) and the mean loss terms.
+    """
+    m = len(feats)
+    u_all = np.zeros((m, config.bits), dtype=np.float64)
+    totals = np.zeros(3)
+    head.train()
+    for _ in range(config.epochs):
+        order = rng.permutation(m)
+        for start in range(0, m, config.batch_size):
+            rows = order[start:start + config.batch_size]
+            u, logits = head(feats[rows])
+            u_all[rows] = u.detach().numpy()
+            scale = targets.n * len(rows)
+            quant_target = torch.where(u >= 0, 1.0, -1.0).double() if targets.quant is None else targets.quant[rows]
+            pair = pairwise_loss(u, targets.ttt, targets.st[rows], targets.s_sq[rows]) / scale
+            quant = config.lam * ((quant_target - u.double()) ** 2).sum() / scale
+            semantic = F.cross_entropy(logits, labels[rows])
+            loss = pair + quant + config.gamma * semantic
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            totals += [pair.item(), quant.item(), semantic.item()]
+    pair_l, quant_l, sem_l = totals / (config.epochs * -(-m // config.batch_size))
+    return u_all, {"pairwise": pair_l, "quantization": quant_l, "semantic": sem_l,
+                   "loss": pair_l + quant_l + config.gamma * sem_l}
