@@ -147,3 +147,21 @@ def test_other_methods_write_the_same_run_folder(ucmd_features, run_dir, tmp_pat
     assert torch.load(out / "model.pt", weights_only=True)["config"]["method"] == method
     metrics = json.loads(invoke("evaluate", str(out)))
     assert metrics["method"] == method and 0.0 < metrics["mAP"] <= 1.0
+
+
+def test_query_refuses_a_model_the_codes_did_not_come_from(ucmd_features, ucmd_slice, run_dir, tmp_path):
+    index_path = tmp_path / "flat.index"
+    invoke("build-index", str(run_dir / "codes.h5"), "-o", str(index_path))
+    queries = tmp_path / "q.txt"
+    queries.write_text(f"{ucmd_slice / load_split(run_dir / 'split.json').query[0]}\n", encoding="utf-8")
+    for bits, message in (("16", "not the model that produced"), ("32", "32-bit model but")):
+        other = tmp_path / f"other{bits}"
+        invoke("train", str(ucmd_features), "--bits", bits, "--iterations", "2", "--seed", "7", "-o", str(other))
+        out = tmp_path / f"r{bits}.tsv"
+        result = CliRunner().invoke(main, ["--quiet", "query", str(index_path), str(queries), "--model",
+                                           str(other / "model.pt"), "-o", str(out)])
+        assert result.exit_code == 1 and message in result.output and not out.exists()
+    # The override is explicit.
+    invoke("query", str(index_path), str(queries), "--model", str(tmp_path / "other16" / "model.pt"),
+           "--allow-model-mismatch", "-o", str(tmp_path / "forced.tsv"))
+    assert (tmp_path / "forced.tsv").is_file()
