@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .errors import HashidxError
+
 
 class LinearHash(nn.Module):
     """x → (x − mean)·W, the continuous output whose sign is the code."""
@@ -57,7 +59,8 @@ def itq_rotation(v: np.ndarray, iterations: int = 50, seed: int = 0) -> tuple[np
 def fit_itq(features: np.ndarray, bits: int, seed: int = 0, iterations: int = 50) -> LinearHash:
     """PCA to `bits` dimensions, then the ITQ rotation."""
     if bits > min(features.shape):
-        raise ValueError(f"ITQ needs at least {bits} training items and feature dimensions")
+        raise HashidxError(f"ITQ at {bits} bits needs a training pool of at least {bits} images (got "
+                           f"{len(features)}); enlarge --train-pool or use fewer bits")
     mean = features.mean(axis=0)
     x = (features - mean).astype(np.float64)
     # Top principal directions from the covariance (d x d) eigendecomposition, largest first.

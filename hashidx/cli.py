@@ -177,6 +177,38 @@ def evaluate(run_dir: Path, split_path: Path | None, ks: tuple[int, ...]) -> Non
     click.echo(json.dumps(evaluate_run(run_dir, split_path, tuple(ks)), indent=2))
 
 
+def _int_list(ctx, param, value: str) -> list[int]:
+    try:
+        return [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: expected comma-separated integers, e.g. 16,32,64") from None
+
+
+@main.command()
+@click.argument("data", type=click.Path(exists=True, path_type=Path))
+@click.option("--bits", default="16,32,64", show_default=True, callback=_int_list, help="Code lengths.")
+@click.option("--methods", default="ahcl,symmetric,itq,lsh", show_default=True,
+              callback=lambda c, p, v: [m.strip() for m in v.split(",") if m.strip()])
+@VIEWS_OPTION
+@click.option("--train-pool", type=float, default=0.2, show_default=True,
+              help="Database images whose pixels train the networks (count or fraction); also the scaling run's pool.")
+@click.option("--scaling-sizes", type=int, default=5, show_default=True, help="Database sizes in the scaling run.")
+@click.option("--scaling-views", type=click.Choice(["1", "4", "8"]), default="1", show_default=True,
+              callback=lambda c, p, v: int(v), help="Orientations per image in the scaling run (bounds its time).")
+@click.option("--iterations", type=int, default=30, show_default=True, help="Outer iterations T.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Training seed (the split is always seed 0).")
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Report folder.")
+@_one_line_errors
+def bench(data: Path, bits: list[int], methods: list[str], views: int, train_pool: float, scaling_sizes: int,
+          scaling_views: int, iterations: int, seed: int, output: Path) -> None:
+    """Compare methods x code lengths on one split; write report.md, report.json and PNG plots."""
+    from .bench import run_bench
+
+    report = run_bench(data, output, bits, methods, views, train_pool, scaling_sizes, scaling_views, seed,
+                       iterations=iterations)
+    click.echo(f"{output / 'report.md'}: {len(report['results'])} runs in {report['total_s']:.0f}s")
+
+
 @main.command()
 @click.option("--data", type=click.Path(exists=True, path_type=Path), help="Run on a real dataset instead.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("hashidx-demo"), show_default=True)

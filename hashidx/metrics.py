@@ -17,6 +17,8 @@ import numpy as np
 
 from .codes import hamming
 
+P_AT_K_CUTOFFS = (1, 5, 10, 20, 50, 100, 200, 500, 1000)
+
 
 def rank(dist: np.ndarray) -> np.ndarray:
     """Database order per query by Hamming distance, ties broken by database order."""
@@ -49,17 +51,23 @@ def precision_within_radius(dist: np.ndarray, relevant: np.ndarray, radius: int)
 
 
 def pr_curve(dist: np.ndarray, relevant: np.ndarray, bits: int) -> dict[str, list[float]]:
-    """Mean precision and recall of the Hamming ball of each radius 0..bits."""
+    """Mean precision and recall of the Hamming ball of each radius 0..bits.
+
+    Precision averages over the queries whose ball is not empty; radii where every ball is empty
+    (precision undefined) are left out.
+    """
     n_rel = np.maximum(relevant.sum(axis=1), 1)
-    precision, recall = [], []
+    radius, precision, recall = [], [], []
     for r in range(bits + 1):
         inside = dist <= r
         hits = (inside & relevant).sum(axis=1)
         n_inside = inside.sum(axis=1)
         has = n_inside > 0
-        precision.append(float((hits[has] / n_inside[has]).mean()) if has.any() else 0.0)
-        recall.append(float((hits / n_rel).mean()))
-    return {"radius": list(range(bits + 1)), "precision": precision, "recall": recall}
+        if has.any():
+            radius.append(r)
+            precision.append(float((hits[has] / n_inside[has]).mean()))
+            recall.append(float((hits / n_rel).mean()))
+    return {"radius": radius, "precision": precision, "recall": recall}
 
 
 def retrieval_metrics(query_codes: np.ndarray, query_labels: np.ndarray, db_codes: np.ndarray,
@@ -77,4 +85,6 @@ def retrieval_metrics(query_codes: np.ndarray, query_labels: np.ndarray, db_code
     out[f"P@H<={radius}"] = float(precision_within_radius(dist, relevant, radius).mean())
     if with_curve:
         out["pr_curve"] = pr_curve(dist, relevant, db_codes.shape[1] * 8)
+        cutoffs = [k for k in P_AT_K_CUTOFFS if k <= db_codes.shape[0]]
+        out["p_at_k_curve"] = {"k": cutoffs, "precision": [float(precision_at_k(rel_sorted, k).mean()) for k in cutoffs]}
     return out

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from hashidx.baselines import fit_itq, fit_lsh, itq_rotation
+from hashidx.errors import HashidxError
 
 
 def _features(n=300, d=40, seed=0):
@@ -45,5 +46,5 @@ def test_lsh_is_sign_of_seeded_gaussian_projections():
 
 
 def test_itq_refuses_more_bits_than_data():
-    with pytest.raises(ValueError):
+    with pytest.raises(HashidxError, match="training pool of at least 16 images"):
         fit_itq(_features(n=10), 16)
