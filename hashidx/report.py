@@ -33,7 +33,7 @@ def plot_map_vs_bits(report: dict, path: Path) -> None:
     ax.set(xlabel="code length (bits)", ylabel="mAP (full ranking)", title="mAP vs code length")
     ax.set_xticks(sorted({r["bits"] for r in report["results"]}))
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5))  # outside: no curve hides behind it
     _save(fig, path)
     plt.close(fig)
 
