@@ -11,7 +11,6 @@ trainings repeat per seed (same split) and the table adds mean ± sd; --features
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time

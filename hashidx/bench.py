@@ -48,7 +48,7 @@ def _timed_extract(ds: Dataset, positions: np.ndarray, extractor: FeatureExtract
 
 
 def scaling_run(ds: Dataset, db_idx: np.ndarray, pool_size: int, sizes: Sequence[int], extractor: FeatureExtractor,
-                size: int, bits: int = 32, views: int = 1, seed: int = 0) -> list[dict]:
+                size: int, bits: int = 32, views: int = 1, seed: int = 0, iterations: int = 30) -> list[dict]:
     """Time images → database codes for AHCL and symmetric at each database size n, pool fixed.
 
     Both methods' backbone passes run for real here: AHCL's over the pool, symmetric's over all n.
@@ -56,7 +56,7 @@ def scaling_run(ds: Dataset, db_idx: np.ndarray, pool_size: int, sizes: Sequence
     order = np.random.default_rng(seed).permutation(db_idx)
     pool = order[:pool_size]
     pool_feats, _ = _timed_extract(ds, pool, extractor, size, views, "scaling: pool features")
-    config = TrainConfig(bits=bits, seed=seed)
+    config = TrainConfig(bits=bits, seed=seed, iterations=iterations)
     sym_head, _ = train_symmetric(pool_feats, ds.labels[pool], len(ds.classes), config)
     encoder = Encoder(sym_head, {"bits": bits})
     rows = []
@@ -74,7 +74,8 @@ def scaling_run(ds: Dataset, db_idx: np.ndarray, pool_size: int, sizes: Sequence
     return rows
 
 
-def _search_timing(run: Path, bits: int, queries: np.ndarray, k: int) -> dict:
+def _search_timing(run: Path, queries: np.ndarray, k: int) -> dict:
+    """Flat index build time over the run's codes, and per-query search time for `queries`."""
     cf = CodeFile.load(run / "codes.h5")
     t0 = time.perf_counter()
     index, _ = idx.build(cf.codes, cf.ids, "flat")
@@ -127,10 +128,11 @@ def run_bench(data: str | Path, out: str | Path, bits_list: Sequence[int] = (16,
                 "database_backbone_passes": int(images * views),
                 "database_encoding_s": images * views * ms_per_pass / 1000 + extra_s,
                 "query_encoding_ms_per_image": views * ms_per_pass + 1000 * metrics["query_head_s"] / len(query_idx),
-                **_search_timing(run, bits, q_codes, 100)})
+                **_search_timing(run, q_codes, 100)})
     pool_size = len(pool_positions(len(db_idx), train_pool, seed))
     sizes = np.unique(np.linspace(pool_size, len(db_idx), scaling_sizes).round().astype(int))
-    scaling = scaling_run(ds, db_idx, pool_size, sizes, extractor, spec.image_size, max(bits_list), scaling_views, seed)
+    scaling = scaling_run(ds, db_idx, pool_size, sizes, extractor, spec.image_size, max(bits_list), scaling_views, seed,
+                          iterations)
     report = {
         "command": sys.argv, "dataset": str(Path(data).resolve()), "n_images": len(ds), "classes": len(ds.classes),
         "split": {"seed": split.seed, "query_fraction": split.query_fraction, "n_query": len(query_idx),

@@ -6,7 +6,6 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 
 from .atomic import write_json
 from .codes import CodeFile

@@ -8,7 +8,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 
 from . import index as idx
 from .atomic import atomic_path, sha256_file

@@ -87,18 +87,17 @@ def train_run(source: str | Path, out_dir: str | Path, method: str = "ahcl", bit
                     "seed": seed, "hashidx_version": __version__}
     pool_features = cache.features[db_idx[pool]]
     t1 = time.perf_counter()
-    log: dict = {"iterations": []}
     if method == "ahcl":
         head, v, log = train_ahcl(pool_features, db_labels, len(ds.classes), config, pool)
-    elif method == "symmetric":
-        head, log = train_symmetric(pool_features, db_labels[pool], len(ds.classes), config)
+        t_train, t_db = time.perf_counter() - t1, 0.0
+        codes = pack(v)
     else:
-        head = (fit_itq if method == "itq" else fit_lsh)(pool_features, bits, seed)
-    t_train = time.perf_counter() - t1
-    if method == "ahcl":
-        codes, t_db = pack(v), 0.0
-    else:
-        # The head's part of database encoding; the backbone part is the feature extraction.
+        if method == "symmetric":
+            head, log = train_symmetric(pool_features, db_labels[pool], len(ds.classes), config)
+        else:
+            head, log = (fit_itq if method == "itq" else fit_lsh)(pool_features, bits, seed), {"iterations": []}
+        t_train = time.perf_counter() - t1
+        # The head's share of database encoding; the backbone's share was the feature extraction.
         codes = Encoder(head, model_config).encode_features(cache.features[db_idx])
         t_db = time.perf_counter() - t1 - t_train
     save_checkpoint(out / "model.pt", head, model_config)
