@@ -134,11 +134,8 @@ def train(source: Path, method: str, bits: int, split_path: Path | None, query_f
 def build_index(codes: Path, index_type: str, nlist: int | None, nprobe: int | None, hnsw_m: int, output: Path) -> None:
     """Load database codes (codes.h5) into a FAISS binary index with ids."""
     from . import index as idx
-    from .codes import CodeFile
 
-    cf = CodeFile.load(codes)
-    index, params = idx.build(cf.codes, cf.ids, index_type, nlist, nprobe, hnsw_m)
-    sidecar = idx.save(index, output, params, codes)
+    sidecar = idx.build_file(codes, output, index_type, nlist, nprobe, hnsw_m)
     extra = ", ".join(f"{k}={sidecar[k]}" for k in ("nlist", "nprobe", "M") if k in sidecar)
     click.echo(f"{output}: {index_type} index, {sidecar['count']} codes of {sidecar['bits']} bits" + (f" ({extra})" if extra else ""))
 

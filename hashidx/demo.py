@@ -9,6 +9,7 @@ import numpy as np
 from PIL import Image
 
 from . import index as idx
+from .datasets import load_dataset
 from .evaluate import evaluate_run
 from .query import run_query, write_results
 from .runs import train_run
@@ -68,10 +69,9 @@ def run_demo(out: str | Path, data: str | Path | None = None, bits: int = 32,
     run = out / "run"
     rec = train_run(data, run, "ahcl", bits)
     echo(f"trained AHCL ({bits} bits) in {rec['times_s']['train']:.1f}s; codes in {run / 'codes.h5'}")
-    index, params = idx.build(*_codes(run), "flat")
-    idx.save(index, out / "index.faiss", params, run / "codes.h5")
+    idx.build_file(run / "codes.h5", out / "index.faiss", "flat")
     split = load_split(run / "split.json")
-    root = Path(data) if Path(data).is_dir() else Path(data).parent
+    root = load_dataset(data).root
     query_file = out / "queries.txt"
     query_file.write_text("".join(f"{(root / p).resolve()}\n" for p in split.query[:5]), encoding="utf-8")
     results = run_query(out / "index.faiss", run / "model.pt", query_file, k=5)
@@ -80,9 +80,3 @@ def run_demo(out: str | Path, data: str | Path | None = None, bits: int = 32,
     metrics = evaluate_run(run)
     return {k: metrics[k] for k in ("mAP", "mAP@10", "P@10", "P@H<=2", "bits", "n_query", "n_database")}
 
-
-def _codes(run: Path):
-    from .codes import CodeFile
-
-    cf = CodeFile.load(run / "codes.h5")
-    return cf.codes, cf.ids

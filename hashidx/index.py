@@ -87,16 +87,23 @@ def search(index: faiss.IndexBinary, queries: np.ndarray, k: int) -> tuple[np.nd
     return np.take_along_axis(dist, order, 1), np.take_along_axis(ids, order, 1)
 
 
-def save(index: faiss.IndexBinary, path: str | Path, params: dict, codes_path: str | Path) -> dict:
-    """Write FAISS's own file and the sidecar `PATH.json`, each atomically."""
+def build_file(codes_path: str | Path, path: str | Path, index_type: str = "flat", nlist: int | None = None,
+               nprobe: int | None = None, hnsw_m: int = 32) -> dict:
+    """codes.h5 → index file + sidecar (what `hashidx build-index` does); returns the sidecar."""
+    cf = CodeFile.load(codes_path)
+    index, params = build(cf.codes, cf.ids, index_type, nlist, nprobe, hnsw_m)
+    return save(index, path, params, codes_path, cf.attrs)
+
+
+def save(index: faiss.IndexBinary, path: str | Path, params: dict, codes_path: str | Path, codes_attrs: dict) -> dict:
+    """Write FAISS's own file and the sidecar `PATH.json`, each atomically; `codes_attrs` are the codes file's."""
     path = Path(path)
     codes_path = Path(codes_path)
-    cf_attrs = CodeFile.load(codes_path).attrs
     sidecar = {
         "kind": "hashidx-index", "format": INDEX_FORMAT, **params,
         "codes_file": os.path.relpath(codes_path.resolve(), path.resolve().parent),
-        "codes_sha256": sha256_file(codes_path), "method": cf_attrs.get("method"),
-        "model_sha256": cf_attrs.get("model_sha256"),
+        "codes_sha256": sha256_file(codes_path), "method": codes_attrs.get("method"),
+        "model_sha256": codes_attrs.get("model_sha256"),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "faiss_version": faiss.__version__, "hashidx_version": __version__,
     }

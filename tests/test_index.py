@@ -67,9 +67,8 @@ def test_save_load_with_sidecar(tmp_path):
     db = _clustered_codes(200, 32)
     CodeFile(db, np.arange(200), tuple(f"{i}.jpg" for i in range(200)), np.zeros(200, np.int64), 32, "ahcl",
              {"model_sha256": "0" * 64}).save(tmp_path / "codes.h5")
-    index, params = idx.build(db, np.arange(200), "ivf")
+    params = idx.build_file(tmp_path / "codes.h5", tmp_path / "db.index", "ivf")
     assert params["nlist"] == idx.default_nlist(200) and params["nprobe"] == idx.default_nprobe(params["nlist"])
-    idx.save(index, tmp_path / "db.index", params, tmp_path / "codes.h5")
     loaded, sidecar = idx.load(tmp_path / "db.index")
     assert isinstance(loaded, faiss.IndexBinaryIDMap2) and loaded.ntotal == 200
     assert sidecar["codes_file"] == "codes.h5" and sidecar["model_sha256"] == "0" * 64
