@@ -13,9 +13,18 @@ import torch
 
 from .model import HashHead
 from .progress import progress
-from .similarity import LabelSimilarity
+from .similarity import READ_CHUNK, row_groups, similarity
 from .solver import update_codes
-from .training import TrainConfig, network_epochs, new_head, pair_targets
+from .training import TrainConfig, label_targets, network_epochs, new_head, pair_targets
+
+
+def initial_codes(n: int, bits: int, rng: np.random.Generator) -> np.ndarray:
+    """Random {-1,+1} codes (int8), drawn in row chunks so 10⁶ items never need an n x c float array."""
+    v = np.empty((n, bits), dtype=np.int8)
+    for lo in range(0, n, READ_CHUNK):
+        hi = min(lo + READ_CHUNK, n)
+        v[lo:hi] = np.where(rng.standard_normal((hi - lo, bits)) >= 0, 1, -1)
+    return v
 
 
 def train_ahcl(features: np.ndarray, labels: np.ndarray, n_classes: int, config: TrainConfig,
@@ -23,7 +32,8 @@ def train_ahcl(features: np.ndarray, labels: np.ndarray, n_classes: int, config:
     """Learn the hash head and the database codes V ({-1,+1}, n x bits) of every labelled item.
 
     `features` (p x d) are the backbone outputs of the pool images, whose database positions are
-    `pool` (default: all of `labels`); items outside the pool need only their label.
+    `pool` (default: all of `labels`); items outside the pool need only their label. `labels` are
+    class indices (n,) or multi-hot rows (n x C).
     """
     n = len(labels)
     pool = np.arange(n) if pool is None else np.asarray(pool)
@@ -32,20 +42,21 @@ def train_ahcl(features: np.ndarray, labels: np.ndarray, n_classes: int, config:
     rng = np.random.default_rng(config.seed)
     head, opt, sched = new_head(features, n_classes, config)
     feats = torch.from_numpy(features.astype(np.float32))
-    label_t = torch.from_numpy(labels)
+    targets_all = label_targets(labels)
     m = min(config.sample_size or len(pool), len(pool))
-    v = np.where(rng.standard_normal((n, config.bits)) >= 0, 1, -1).astype(np.int8)
+    v = initial_codes(n, config.bits, rng)
     log: list[dict] = []
     for it in progress(range(config.iterations), "AHCL iterations", unit="iter"):
         t0 = time.perf_counter()
         sample = rng.choice(len(pool), m, replace=False)  # positions within the pool
         omega = pool[sample]  # database rows of Ω
-        sim = LabelSimilarity(labels[omega], labels, n_classes)
-        targets = pair_targets(v, sim, quant=v[omega])
-        u_omega, losses = network_epochs(head, opt, feats[sample], label_t[omega], targets, config, rng)
+        sim = similarity(labels[omega], labels, n_classes)
+        groups = row_groups(v, sim.row_keys())  # shared by the targets and the V step: V is unchanged between them
+        targets = pair_targets(v, sim, quant=v[omega], groups=groups)
+        u_omega, losses = network_epochs(head, opt, feats[sample], targets_all[omega], targets, config, rng)
         sched.step()
         t1 = time.perf_counter()
-        v = update_codes(v, u_omega, omega, sim, config.lam)
-        log.append({"iteration": it + 1, **losses, "r": sim.r, "network_s": t1 - t0,
+        v = update_codes(v, u_omega, omega, sim, config.lam, groups=groups)
+        log.append({"iteration": it + 1, **losses, "r": sim.r, "code_groups": len(groups.first), "network_s": t1 - t0,
                     "codes_s": time.perf_counter() - t1})
     return head.eval(), v, {"iterations": log, "pool_size": int(len(pool)), "sample_size": int(m)}

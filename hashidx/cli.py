@@ -102,11 +102,14 @@ def features(data: Path, output: Path, backbone: str, image_size: int | None, vi
 @click.option("--backbone", default="efficientnet-lite0", show_default=True, help="When DATA is images.")
 @click.option("--image-size", type=int, default=None, help="When DATA is images [default: the backbone's].")
 @VIEWS_OPTION
+@click.option("--labels-only", type=click.Path(exists=True, path_type=Path),
+              help="More database items given by label alone (labels .h5 or path<TAB>label list; images never "
+                   "read): AHCL codes them after the split's database images.")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Run folder to write.")
 @_one_line_errors
 def train(source: Path, method: str, bits: int, split_path: Path | None, query_fraction: float,
           train_pool: float | None, seed: int, split_seed: int, iterations: int, backbone: str, image_size: int | None, views: int,
-          output: Path) -> None:
+          labels_only: Path | None, output: Path) -> None:
     """Train a hash model and learn database codes: writes model.pt, codes.h5, split.json, train.json.
 
     DATA_OR_FEATURES is a dataset (features are extracted into RUN_DIR/features.h5 first) or a
@@ -117,16 +120,16 @@ def train(source: Path, method: str, bits: int, split_path: Path | None, query_f
 
     rec = train_run(source, output, method, bits, split_path=split_path, query_fraction=query_fraction, seed=seed,
                     split_seed=split_seed, train_pool=train_pool, backbone=backbone, image_size=image_size, views=views,
-                    config=TrainConfig(iterations=iterations))
+                    config=TrainConfig(iterations=iterations), labels_only=labels_only)
     t = rec["times_s"]
-    click.echo(f"{output}: {method} {bits} bits, {rec['split']['n_database']} database codes, trained on a pool of "
+    click.echo(f"{output}: {method} {bits} bits, {rec['n_codes']} database codes, trained on a pool of "
                f"{rec['pool_size']} images (features {t['features']:.1f}s, training {t['train']:.1f}s)")
 
 
 @main.command("build-index")
 @click.argument("codes", type=click.Path(exists=True, path_type=Path))
 @click.option("--type", "index_type", type=click.Choice(["flat", "ivf", "hnsw"]), default="flat", show_default=True)
-@click.option("--nlist", type=int, default=None, help="IVF lists [default: ~4·√n, ≥39 codes per list].")
+@click.option("--nlist", type=int, default=None, help="IVF lists [default: ~√n, ≥39 codes per list].")
 @click.option("--nprobe", type=int, default=None, help="IVF lists probed at search [default: nlist/8].")
 @click.option("--hnsw-m", type=int, default=32, show_default=True, help="HNSW neighbours per node.")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Index file (+ OUTPUT.json sidecar).")
@@ -142,8 +145,9 @@ def build_index(codes: Path, index_type: str, nlist: int | None, nprobe: int | N
 
 @main.command()
 @click.argument("index_path", metavar="INDEX", type=click.Path(path_type=Path))
-@click.argument("query_file", type=click.Path(path_type=Path))
-@click.option("--model", "model_path", required=True, type=click.Path(path_type=Path), help="model.pt of the run.")
+@click.argument("query_file", metavar="QUERIES", type=click.Path(path_type=Path))
+@click.option("--model", "model_path", type=click.Path(path_type=Path),
+              help="model.pt of the run; needed unless QUERIES is a codes file.")
 @click.option("-k", type=int, default=20, show_default=True, help="Results per query.")
 @click.option("--nprobe", type=int, default=None, help="Override the index's IVF nprobe.")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Results file.")
@@ -151,15 +155,21 @@ def build_index(codes: Path, index_type: str, nlist: int | None, nprobe: int | N
 @click.option("--batch-size", type=int, default=8, show_default=True, help="Images per backbone call.")
 @click.option("--allow-model-mismatch", is_flag=True, help="Search even if the model is not the one the codes came from.")
 @_one_line_errors
-def query(index_path: Path, query_file: Path, model_path: Path, k: int, nprobe: int | None, output: Path, fmt: str,
-          batch_size: int, allow_model_mismatch: bool) -> None:
-    """Answer QUERY_FILE (image paths, one a line, or a CSV/TSV with a 'path' column) against INDEX."""
+def query(index_path: Path, query_file: Path, model_path: Path | None, k: int, nprobe: int | None, output: Path,
+          fmt: str, batch_size: int, allow_model_mismatch: bool) -> None:
+    """Answer QUERIES against INDEX: write (query, rank, id, path, distance) rows.
+
+    \b
+    QUERIES is one of
+      - image paths, one a line, or a CSV/TSV with a 'path' column (encoded with --model);
+      - a feature cache from 'hashidx features' (its rows, through the --model head);
+      - a codes file (codes.h5 layout): searched as is, no model needed.
+    """
     from .query import run_query, write_results
 
-    results = run_query(index_path, model_path, query_file, k, nprobe, batch_size, allow_model_mismatch)
+    results = run_query(index_path, query_file, model_path, k, nprobe, batch_size, allow_model_mismatch)
     write_results(results, output, fmt)
-    n_queries = len({r.query for r in results})
-    click.echo(f"{output}: {len(results)} results for {n_queries} queries")
+    click.echo(f"{output}: {len(results)} results for {len(results.queries)} queries")
 
 
 @main.command()

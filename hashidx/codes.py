@@ -73,3 +73,20 @@ class CodeFile:
                 raise HashidxError(f"{path}: 'codes' is {codes.dtype} {codes.shape}, expected uint8 n x {bits // 8}; retrain")
             attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
             return cls(codes, f["ids"][:], strings(f["paths"]), f["labels"][:], bits, str(f.attrs["method"]), attrs)
+
+
+def paths_of(path: str | Path, ids: np.ndarray) -> list[str]:
+    """Paths of the items with these ids, reading only their rows of the codes file."""
+    with read_h5(path, "hashidx-codes", "codes file", "rebuild the index from a codes.h5") as f:
+        all_ids = f["ids"][:]
+        if np.array_equal(all_ids, np.arange(len(all_ids))):
+            rows = np.asarray(ids, dtype=np.int64)
+        else:
+            order = np.argsort(all_ids, kind="stable")
+            rows = order[np.searchsorted(all_ids, ids, sorter=order)]
+        if len(rows) == 0:
+            return []
+        # h5py reads a selection only in increasing order.
+        unique, inverse = np.unique(rows, return_inverse=True)
+        found = f["paths"][unique]
+    return [found[j].decode() for j in inverse.ravel()]

@@ -50,7 +50,8 @@ def _from_folders(root: Path) -> Dataset:
     return Dataset(root, tuple(paths), np.asarray(labels, dtype=np.int64), tuple(d.name for d in class_dirs))
 
 
-def _from_list(list_file: Path) -> Dataset:
+def read_list(list_file: Path) -> Dataset:
+    """A `path<TAB>label` list file; paths are relative to its folder and are not opened here."""
     root = list_file.parent
     rows: list[tuple[str, str]] = []
     for lineno, raw in enumerate(list_file.read_text(encoding="utf-8").splitlines(), 1):
@@ -74,7 +75,7 @@ def load_dataset(source: str | Path) -> Dataset:
     if source.is_dir():
         ds = _from_folders(source)
     elif source.is_file():
-        ds = _from_list(source)
+        ds = read_list(source)
     else:
         raise HashidxError(f"{source}: no such dataset folder or list file")
     if len(set(ds.paths)) != len(ds.paths):

@@ -74,7 +74,7 @@ def run_demo(out: str | Path, data: str | Path | None = None, bits: int = 32,
     root = load_dataset(data).root
     query_file = out / "queries.txt"
     query_file.write_text("".join(f"{(root / p).resolve()}\n" for p in split.query[:5]), encoding="utf-8")
-    results = run_query(out / "index.faiss", run / "model.pt", query_file, k=5)
+    results = run_query(out / "index.faiss", query_file, run / "model.pt", k=5)
     write_results(results, out / "results.tsv")
     echo(f"answered {query_file} into {out / 'results.tsv'}")
     metrics = evaluate_run(run)

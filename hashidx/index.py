@@ -21,8 +21,12 @@ INDEX_FORMAT = 1
 
 
 def default_nlist(n: int) -> int:
-    """About 4·√n lists, but at least 39 training codes per list (FAISS's own floor)."""
-    return max(1, min(int(4 * math.sqrt(n)), n // 39))
+    """About √n lists, but at least 39 training codes per list (FAISS's own floor).
+
+    Not float IVF's 4·√n: k-means cost grows with nlist x its training sample (89 s vs 8 s at 10⁶
+    codes, benchmarks/scale_1m.py) and learned codes have few distinct values to split anyway.
+    """
+    return max(1, min(int(round(math.sqrt(n))), n // 39))
 
 
 def default_nprobe(nlist: int) -> int:

@@ -1,4 +1,4 @@
-"""Batch queries: a file of image paths → network codes → FAISS search → result rows."""
+"""Batch queries: image paths, features or codes → network codes → FAISS search → result rows."""
 
 from __future__ import annotations
 
@@ -7,25 +7,38 @@ import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
+
+import h5py
+import numpy as np
 
 from . import index as idx
 from .atomic import atomic_path, sha256_file
-from .codes import CodeFile
-from .encoder import Encoder
+from .codes import CodeFile, paths_of
 from .errors import HashidxError
-from .model import load_checkpoint
 
 RESULT_FIELDS = ("query", "rank", "id", "path", "distance")
 
 
-@dataclass(frozen=True)
-class Result:
-    query: str
-    rank: int
-    id: int
-    path: str
-    distance: int
+@dataclass
+class Results:
+    """Top-k per query as arrays (ranked by distance, then id); id -1 marks an empty slot."""
+
+    queries: list[str]
+    distances: np.ndarray  # int32 (q x k)
+    ids: np.ndarray  # int64 (q x k)
+    paths: dict[int, str]  # id → database path, for the ids present
+
+    def __len__(self) -> int:
+        return int((self.ids >= 0).sum())
+
+    def rows(self) -> Iterator[tuple[str, int, int, str, int]]:
+        """(query, rank, id, path, distance) in RESULT_FIELDS order."""
+        for name, drow, irow in zip(self.queries, self.distances.tolist(), self.ids.tolist()):
+            for rank, (d, i) in enumerate(zip(drow, irow), 1):
+                if i >= 0:
+                    yield name, rank, i, self.paths.get(i, ""), d
 
 
 def read_query_file(path: str | Path) -> list[tuple[str, Path]]:
@@ -62,48 +75,98 @@ def read_query_file(path: str | Path) -> list[tuple[str, Path]]:
     return out
 
 
-def run_query(index_path: str | Path, model_path: str | Path, query_file: str | Path, k: int = 20,
-              nprobe: int | None = None, batch_size: int = 8, allow_model_mismatch: bool = False) -> list[Result]:
-    """Encode the query images with the model and search the index; k results per query."""
-    index, sidecar = idx.load(index_path)
+QUERY_BATCH = 4096  # queries per FAISS search call (and per result block)
+
+
+def _h5_kind(path: Path) -> str | None:
+    if path.suffix.lower() not in (".h5", ".hdf5"):
+        return None
+    try:
+        with h5py.File(path, "r") as f:
+            return str(f.attrs.get("kind", ""))
+    except FileNotFoundError:
+        raise HashidxError(f"{path}: query file not found") from None
+    except OSError as exc:
+        raise HashidxError(f"{path}: unreadable HDF5 ({exc}); pass an image list, a feature cache or a codes file") from None
+
+
+def query_codes(query_file: str | Path, model_path: str | Path | None, bits: int, model_sha256: str | None,
+                batch_size: int = 8, allow_model_mismatch: bool = False) -> tuple[list[str], np.ndarray]:
+    """(query names, packed codes) from an image list or feature cache (encoded by the model) or a codes file."""
+    query_file = Path(query_file)
+    kind = _h5_kind(query_file)
+    if kind == "hashidx-codes":
+        # Precomputed codes need no model; the torch stack is never imported on this path.
+        cf = CodeFile.load(query_file)
+        _check_model(query_file, cf.bits, cf.attrs.get("model_sha256"), bits, model_sha256, allow_model_mismatch,
+                     "codes")
+        return list(cf.paths), cf.codes
+    if model_path is None:
+        raise HashidxError(f"{query_file}: image and feature queries are encoded by a model; pass --model RUN_DIR/model.pt")
+    from .encoder import Encoder
+    from .model import load_checkpoint
+
     head, config = load_checkpoint(model_path)
     encoder = Encoder(head, config)
-    if encoder.bits != sidecar["bits"]:
-        raise HashidxError(f"{model_path}: {encoder.bits}-bit model but {index_path} holds {sidecar['bits']}-bit codes; "
+    _check_model(model_path, encoder.bits, sha256_file(model_path), bits, model_sha256, allow_model_mismatch, "model")
+    if kind == "hashidx-features":
+        from .features import FeatureCache
+
+        cache = FeatureCache.load(query_file)
+        encoder.check_features(cache, query_file)
+        return list(cache.dataset.paths), encoder.encode_features(cache.features)
+    if kind is not None:
+        raise HashidxError(f"{query_file}: HDF5 of kind {kind!r}; query with an image list, a feature cache or a codes file")
+    queries = read_query_file(query_file)
+    return [name for name, _ in queries], encoder.encode_images([p for _, p in queries], batch_size)
+
+
+def _check_model(source: Path | str, have_bits: int, have_sha: str | None, index_bits: int, index_sha: str | None,
+                 allow_mismatch: bool, what: str) -> None:
+    """Refuse queries coded by another model than the index's codes (a different bit length always)."""
+    if have_bits != index_bits:
+        raise HashidxError(f"{source}: {have_bits}-bit {what} but the index holds {index_bits}-bit codes; "
                            "use the model the index's codes were trained with")
-    if sidecar.get("model_sha256") and sidecar["model_sha256"] != sha256_file(model_path) and not allow_model_mismatch:
-        raise HashidxError(f"{model_path}: not the model that produced {index_path}'s codes (sha256 differs); "
-                           "pass that run's model.pt, or --allow-model-mismatch to search anyway")
+    if index_sha and have_sha and have_sha != index_sha and not allow_mismatch:
+        problem = ("not the model that produced the index's codes" if what == "model"
+                   else "query codes made by another model than the index's codes")
+        raise HashidxError(f"{source}: {problem} (sha256 differs); use that run's model.pt, "
+                           "or --allow-model-mismatch to search anyway")
+
+
+def run_query(index_path: str | Path, query_file: str | Path, model_path: str | Path | None = None, k: int = 20,
+              nprobe: int | None = None, batch_size: int = 8, allow_model_mismatch: bool = False) -> Results:
+    """Encode the queries (unless they are codes already) and search the index; k results per query."""
     if k < 1:
         raise HashidxError(f"-k {k}: ask for at least one result")
-    queries = read_query_file(query_file)
+    index, sidecar = idx.load(index_path)
+    names, codes = query_codes(query_file, model_path, sidecar["bits"], sidecar.get("model_sha256"), batch_size,
+                               allow_model_mismatch)
     if nprobe is not None:
         idx.set_nprobe(index, nprobe)
-    codes = encoder.encode_images([p for _, p in queries], batch_size)
-    dist, ids = idx.search(index, codes, k)
-    paths = _paths_by_id(index_path, sidecar)
-    return [Result(name, r + 1, int(i), paths.get(int(i), ""), int(d))
-            for (name, _), drow, irow in zip(queries, dist, ids)
-            for r, (d, i) in enumerate(zip(drow, irow)) if i >= 0]
+    blocks = [idx.search(index, codes[lo:lo + QUERY_BATCH], k) for lo in range(0, len(codes), QUERY_BATCH)]
+    dist, ids = np.concatenate([d for d, _ in blocks]), np.concatenate([i for _, i in blocks])
+    return Results(names, dist, ids, _paths_by_id(index_path, sidecar, ids))
 
 
-def _paths_by_id(index_path: str | Path, sidecar: dict) -> dict[int, str]:
+def _paths_by_id(index_path: str | Path, sidecar: dict, ids: np.ndarray) -> dict[int, str]:
+    """Paths of the returned ids only, read from the index's codes file (a 10⁶-item file is not read whole)."""
     codes_path = idx.codes_file_of(index_path, sidecar)
     if not codes_path.is_file():
         return {}
-    cf = CodeFile.load(codes_path)
-    return dict(zip(cf.ids.tolist(), cf.paths))
+    wanted = np.unique(ids[ids >= 0])
+    return dict(zip(wanted.tolist(), paths_of(codes_path, wanted)))
 
 
-def write_results(results: list[Result], path: str | Path, fmt: str = "tsv") -> None:
+def write_results(results: Results, path: str | Path, fmt: str = "tsv") -> None:
     """TSV with a header row, or JSON lines; written atomically."""
+    if fmt not in ("tsv", "jsonl"):
+        raise HashidxError(f"unknown result format {fmt!r}; use tsv or jsonl")
     with atomic_path(path) as tmp:
         with open(tmp, "w", encoding="utf-8", newline="") as fh:
             if fmt == "tsv":
                 w = csv.writer(fh, delimiter="\t", lineterminator="\n")
                 w.writerow(RESULT_FIELDS)
-                w.writerows((r.query, r.rank, r.id, r.path, r.distance) for r in results)
-            elif fmt == "jsonl":
-                fh.writelines(json.dumps(r.__dict__) + "\n" for r in results)
+                w.writerows(results.rows())
             else:
-                raise HashidxError(f"unknown result format {fmt!r}; use tsv or jsonl")
+                fh.writelines(json.dumps(dict(zip(RESULT_FIELDS, row))) + "\n" for row in results.rows())

@@ -20,6 +20,7 @@ from .encoder import Encoder
 from .datasets import load_dataset
 from .errors import HashidxError
 from .features import DEFAULT_VIEWS, FeatureCache, compute_features
+from .labels import read_labels
 from .model import save_checkpoint
 from .split import Split, load_split, make_split, save_split
 from .symmetric import train_symmetric
@@ -61,10 +62,17 @@ def pool_positions(n_db: int, train_pool: float | None, seed: int) -> np.ndarray
 def train_run(source: str | Path, out_dir: str | Path, method: str = "ahcl", bits: int = 32,
               split_path: str | Path | None = None, query_fraction: float = 0.2, seed: int = 0, split_seed: int = 0,
               train_pool: float | None = None, backbone: str = DEFAULT_BACKBONE, image_size: int | None = None,
-              views: int = DEFAULT_VIEWS, batch_size: int = 8, config: TrainConfig | None = None) -> dict:
-    """Train `method` and write the run folder; returns the train.json record."""
+              views: int = DEFAULT_VIEWS, batch_size: int = 8, config: TrainConfig | None = None,
+              labels_only: str | Path | None = None) -> dict:
+    """Train `method` and write the run folder; returns the train.json record.
+
+    `labels_only` (AHCL only) names a labels file of extra database items with no pixels: they get
+    solver-learned codes after the split's database images, and ids that continue theirs.
+    """
     if method not in METHODS:
         raise HashidxError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if labels_only is not None and method != "ahcl":
+        raise HashidxError(f"--labels-only needs --method ahcl: {method} codes a database item from its pixels")
     if bits <= 0 or bits % 8:
         raise HashidxError(f"--bits {bits}: code length must be a positive multiple of 8 (16, 32, 64...)")
     out = Path(out_dir)
@@ -79,7 +87,15 @@ def train_run(source: str | Path, out_dir: str | Path, method: str = "ahcl", bit
     save_split(split, out / "split.json")
     pool = pool_positions(len(db_idx), train_pool, seed)
     config = replace(config or TrainConfig(), bits=bits, seed=seed)
-    db_labels = ds.labels[db_idx]
+    db_labels, db_paths = ds.labels[db_idx], split.database
+    if labels_only is not None:
+        extra = read_labels(labels_only)
+        clash = set(extra.paths).intersection(split.database)
+        if clash:
+            raise HashidxError(f"{labels_only}: {len(clash)} item(s) are also database images, e.g. {next(iter(clash))!r}; "
+                               "list only items without features")
+        db_labels = np.concatenate([db_labels, extra.aligned(ds.classes, labels_only)])
+        db_paths = split.database + extra.paths
     model_config = {"method": method, "bits": bits, "backbone": cache.backbone, "image_size": cache.image_size,
                     "views": cache.views, "feature_dim": int(cache.features.shape[1]), "classes": list(ds.classes),
                     "hidden": config.hidden, "dropout": config.dropout,
@@ -101,14 +117,17 @@ def train_run(source: str | Path, out_dir: str | Path, method: str = "ahcl", bit
         codes = Encoder(head, model_config).encode_features(cache.features[db_idx])
         t_db = time.perf_counter() - t1 - t_train
     save_checkpoint(out / "model.pt", head, model_config)
-    CodeFile(codes, np.arange(len(db_idx), dtype=np.int64), split.database, db_labels, bits, method,
+    CodeFile(codes, np.arange(len(db_labels), dtype=np.int64), db_paths, db_labels, bits, method,
              {"model_sha256": sha256_file(out / "model.pt"), "split_sha256": sha256_file(out / "split.json"),
-              "encoding": ENCODING[method], "backbone": cache.backbone,
+              "encoding": ENCODING[method], "backbone": cache.backbone, "label_only_items": len(db_labels) - len(db_idx),
               "classes": json.dumps(list(ds.classes))}).save(out / "codes.h5")
     record = {"command": sys.argv, "method": method, "bits": bits, "seed": seed, "features": str(features_path),
               "backbone": cache.backbone, "image_size": cache.image_size, "views": cache.views, "split": {
                   "seed": split.seed, "query_fraction": split.query_fraction,
                   "n_query": len(query_idx), "n_database": len(db_idx)},
+              "labels_only": None if labels_only is None else {"file": str(labels_only),
+                                                               "items": len(db_labels) - len(db_idx)},
+              "n_codes": len(db_labels),
               "pool_size": int(len(pool)), "config": config.to_json(),
               "times_s": {"features": t_features, "train": t_train, "database_head": t_db,
                           "total": time.perf_counter() - t0},

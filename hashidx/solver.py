@@ -11,11 +11,20 @@ from __future__ import annotations
 import numpy as np
 
 from .codes import sign
+from .similarity import ROW_CHUNK, RowGroups, row_groups
+
+
+def linear_rows(u: np.ndarray, sim, rows: np.ndarray, lam_u: np.ndarray | None, lam: float) -> np.ndarray:
+    """Q[rows] = −2c·(SᵀU)[rows] − 2λ·Ū[rows]; `lam_u` holds Ū's rows there (U's row for an Ω row) or None."""
+    q = -2.0 * u.shape[1] * sim.t_rows(u, rows)
+    if lam_u is not None:
+        q -= 2.0 * lam * lam_u
+    return q
 
 
 def linear_term(u: np.ndarray, omega: np.ndarray, sim, lam: float) -> np.ndarray:
-    """Q = −2c·SᵀU − 2λ·Ū (n x c); Ū is zero outside Ω, so only Ω's rows get the λ term."""
-    q = -2.0 * u.shape[1] * sim.t_matmul(u)
+    """Q whole (n x c): for small problems and tests."""
+    q = linear_rows(u, sim, np.arange(sim.shape[1]), None, lam)
     q[omega] -= 2.0 * lam * u
     return q
 
@@ -27,14 +36,33 @@ def update_bit(v: np.ndarray, q: np.ndarray, gram: np.ndarray, k: int) -> None:
     v[:, k] = sign(-(q[:, k] + 2.0 * cross))
 
 
-def update_codes(v: np.ndarray, u: np.ndarray, omega: np.ndarray, sim, lam: float) -> np.ndarray:
-    """One sweep over the bits of V (n x c, {-1,+1}); O(n·c²) time, O(n·c) memory."""
-    q = linear_term(u, omega, sim, lam)
+def _sweep_rows(v: np.ndarray, u: np.ndarray, sim, rows: np.ndarray, lam_u: np.ndarray | None, lam: float,
+                chunk: int) -> np.ndarray:
+    """New codes of V[rows] after one sweep over the bits, a block of rows at a time."""
     gram = u.T.astype(np.float64) @ u
-    v = v.astype(np.float64)
-    for k in range(u.shape[1]):
-        update_bit(v, q, gram, k)
-    return v.astype(np.int8)
+    out = np.empty((len(rows), v.shape[1]), dtype=np.int8)
+    for lo in range(0, len(rows), chunk):
+        q = linear_rows(u, sim, rows[lo:lo + chunk], None if lam_u is None else lam_u[lo:lo + chunk], lam)
+        block = v[rows[lo:lo + chunk]].astype(np.float64)
+        for k in range(u.shape[1]):
+            update_bit(block, q, gram, k)
+        out[lo:lo + chunk] = block
+    return out
+
+
+def update_codes(v: np.ndarray, u: np.ndarray, omega: np.ndarray, sim, lam: float, chunk: int = ROW_CHUNK,
+                 groups: RowGroups | None = None) -> np.ndarray:
+    """One sweep over the bits of V (n x c, {-1,+1}); O(g·c²) time for g distinct rows, memory O(n·c) int8.
+
+    A row's new bits depend only on its own row of Q and its old bits, so rows are swept in cache-
+    sized blocks with the same result as the whole matrix. Outside Ω, Q's row depends only on the
+    row's key (its label), so rows sharing key and code share their update: one representative
+    per group is swept, then Ω's rows (each with its own λ term) are swept individually.
+    """
+    groups = groups or row_groups(v, sim.row_keys())
+    out = _sweep_rows(v, u, sim, groups.first, None, lam, chunk)[groups.inverse]
+    out[omega] = _sweep_rows(v, u, sim, omega, u, lam, chunk)
+    return out
 
 
 def objective(v: np.ndarray, u: np.ndarray, omega: np.ndarray, s: np.ndarray, lam: float) -> float:

@@ -14,8 +14,8 @@ import torch
 
 from .model import HashHead
 from .progress import progress
-from .similarity import LabelSimilarity
-from .training import TrainConfig, network_epochs, new_head, pair_targets
+from .similarity import similarity
+from .training import TrainConfig, label_targets, network_epochs, new_head, pair_targets
 
 
 def train_symmetric(features: np.ndarray, labels: np.ndarray, n_classes: int, config: TrainConfig) -> tuple[HashHead, dict]:
@@ -23,10 +23,10 @@ def train_symmetric(features: np.ndarray, labels: np.ndarray, n_classes: int, co
     rng = np.random.default_rng(config.seed)
     head, opt, sched = new_head(features, n_classes, config)
     feats = torch.from_numpy(features.astype(np.float32))
-    label_t = torch.from_numpy(labels)
+    label_t = label_targets(labels)
     u_memory = head.embed(features).astype(np.float64)
     head.train()
-    sim = LabelSimilarity(labels, labels, n_classes)
+    sim = similarity(labels, labels, n_classes)
     log: list[dict] = []
     for it in progress(range(config.iterations), "symmetric iterations", unit="iter"):
         t0 = time.perf_counter()

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from .model import HashHead
+from .similarity import RowGroups, gram
 
 
 @dataclass(frozen=True)
@@ -50,12 +51,15 @@ class PairTargets:
     quant: torch.Tensor | None = None
 
 
-def pair_targets(t: np.ndarray, sim, quant: np.ndarray | None = None) -> PairTargets:
-    """Products of the fixed targets T (n x c) with S, computed once per outer iteration."""
-    rows = np.arange(sim.shape[0])
-    t64 = t.astype(np.float64)
-    return PairTargets(torch.from_numpy(t64.T @ t64), torch.from_numpy(sim.matmul_rows(t64, rows)),
-                       torch.from_numpy(sim.row_square_sums(rows)), len(t),
+def pair_targets(t: np.ndarray, sim, quant: np.ndarray | None = None, groups: RowGroups | None = None) -> PairTargets:
+    """Products of the fixed targets T (n x c) with S, computed once per outer iteration in bounded memory.
+
+    With `groups` (rows of T sharing a key and a code) each product runs over one weighted row per group.
+    """
+    rows, weights = (None, None) if groups is None else (groups.first, groups.counts.astype(np.float64))
+    ttt = gram(t if rows is None else t[rows], weights)
+    return PairTargets(torch.from_numpy(ttt), torch.from_numpy(sim.matmul(t, rows, weights)),
+                       torch.from_numpy(sim.row_square_sums()), len(t),
                        None if quant is None else torch.from_numpy(quant.astype(np.float64)))
 
 
@@ -68,6 +72,14 @@ def pairwise_loss(u: torch.Tensor, ttt: torch.Tensor, st: torch.Tensor, s_sq: to
     bits = u.shape[1]
     u64 = u.double()
     return ((u64 @ ttt) * u64).sum() - 2 * bits * (u64 * st).sum() + bits ** 2 * s_sq.sum()
+
+
+def label_targets(labels: np.ndarray) -> torch.Tensor:
+    """Cross-entropy targets: class indices for single-label data, label sets spread evenly for multi-hot rows."""
+    if labels.ndim == 1:
+        return torch.from_numpy(labels.astype(np.int64))
+    y = labels.astype(np.float32)
+    return torch.from_numpy(y / np.maximum(y.sum(axis=1, keepdims=True), 1.0))
 
 
 def new_head(features: np.ndarray, n_classes: int, config: TrainConfig):

@@ -165,3 +165,46 @@ def test_query_refuses_a_model_the_codes_did_not_come_from(ucmd_features, ucmd_s
     invoke("query", str(index_path), str(queries), "--model", str(tmp_path / "other16" / "model.pt"),
            "--allow-model-mismatch", "-o", str(tmp_path / "forced.tsv"))
     assert (tmp_path / "forced.tsv").is_file()
+
+
+def test_query_with_a_feature_cache_or_a_codes_file(run_dir, ucmd_features, ucmd_slice, tmp_path):
+    """The three query inputs agree: image paths, their cached features, and the codes of those features."""
+    from hashidx.datasets import load_dataset
+    from hashidx.encoder import Encoder
+    from hashidx.model import load_checkpoint
+
+    index_path = tmp_path / "flat.index"
+    invoke("build-index", str(run_dir / "codes.h5"), "-o", str(index_path))
+    split = load_split(run_dir / "split.json")
+    ds = load_dataset(ucmd_slice)
+    q_idx, _ = split.indices(ds)
+    cache = FeatureCache.load(ucmd_features)
+    FeatureCache(cache.features[q_idx], ds.subset(q_idx), cache.backbone, cache.image_size, cache.views).save(
+        tmp_path / "qfeat.h5")
+    head, config = load_checkpoint(run_dir / "model.pt")
+    codes = Encoder(head, config).encode_features(cache.features[q_idx])
+    CodeFile(codes, np.arange(len(q_idx)), split.query, ds.labels[q_idx], BITS, "ahcl",
+             {"model_sha256": sha256_file(run_dir / "model.pt")}).save(tmp_path / "qcodes.h5")
+    images = tmp_path / "q.txt"
+    images.write_text("".join(f"{ucmd_slice / p}\n" for p in split.query), encoding="utf-8")
+
+    invoke("query", str(index_path), str(tmp_path / "qfeat.h5"), "--model", str(run_dir / "model.pt"), "-k", "5",
+           "-o", str(tmp_path / "feat.tsv"))
+    msg = invoke("query", str(index_path), str(tmp_path / "qcodes.h5"), "-k", "5", "-o", str(tmp_path / "codes.tsv"))
+    assert "100 results for 20 queries" in msg
+    invoke("query", str(index_path), str(images), "--model", str(run_dir / "model.pt"), "-k", "5",
+           "-o", str(tmp_path / "img.tsv"))
+    feat, by_codes = (tmp_path / "feat.tsv").read_text(), (tmp_path / "codes.tsv").read_text()
+    assert feat == by_codes
+    # Image queries name the files as written; their ranked ids and distances match the cached features'.
+    tail = lambda text: [line.split("\t")[1:] for line in text.splitlines()[1:]]  # noqa: E731
+    assert tail((tmp_path / "img.tsv").read_text()) == tail(feat)
+
+    # Image and feature queries need the model; codes made by another model are refused.
+    result = CliRunner().invoke(main, ["--quiet", "query", str(index_path), str(images), "-o", str(tmp_path / "x.tsv")])
+    assert result.exit_code == 1 and "pass --model" in result.output
+    CodeFile(codes, np.arange(len(q_idx)), split.query, ds.labels[q_idx], BITS, "ahcl",
+             {"model_sha256": "0" * 64}).save(tmp_path / "other.h5")
+    result = CliRunner().invoke(main, ["--quiet", "query", str(index_path), str(tmp_path / "other.h5"), "-o",
+                                       str(tmp_path / "x.tsv")])
+    assert result.exit_code == 1 and "another model" in result.output and not (tmp_path / "x.tsv").exists()

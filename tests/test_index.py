@@ -86,5 +86,5 @@ def test_load_refuses_non_index(tmp_path):
 
 def test_default_nlist_respects_faiss_training_floor():
     assert idx.default_nlist(100) == 2
-    assert idx.default_nlist(1_000_000) == 4000
+    assert idx.default_nlist(1_000_000) == 1000
     assert idx.default_nlist(10) == 1
