@@ -15,7 +15,8 @@ from .model import HashHead
 from .progress import progress
 from .similarity import READ_CHUNK, row_groups, similarity
 from .solver import update_codes
-from .training import TrainConfig, label_targets, network_epochs, new_head, pair_targets
+from .training import (Checkpointing, TrainConfig, label_targets, load_state, network_epochs, new_head, pair_targets,
+                       save_state)
 
 
 def initial_codes(n: int, bits: int, rng: np.random.Generator) -> np.ndarray:
@@ -28,12 +29,14 @@ def initial_codes(n: int, bits: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def train_ahcl(features: np.ndarray, labels: np.ndarray, n_classes: int, config: TrainConfig,
-               pool: np.ndarray | None = None) -> tuple[HashHead, np.ndarray, dict]:
+               pool: np.ndarray | None = None, checkpointing: Checkpointing | None = None,
+               ) -> tuple[HashHead, np.ndarray, dict]:
     """Learn the hash head and the database codes V ({-1,+1}, n x bits) of every labelled item.
 
     `features` (p x d) are the backbone outputs of the pool images, whose database positions are
     `pool` (default: all of `labels`); items outside the pool need only their label. `labels` are
-    class indices (n,) or multi-hot rows (n x C).
+    class indices (n,) or multi-hot rows (n x C). With `checkpointing`, the state is saved after
+    every outer iteration, and a resumed run gives the same head and codes as an uninterrupted one.
     """
     n = len(labels)
     pool = np.arange(n) if pool is None else np.asarray(pool)
@@ -46,7 +49,12 @@ def train_ahcl(features: np.ndarray, labels: np.ndarray, n_classes: int, config:
     m = min(config.sample_size or len(pool), len(pool))
     v = initial_codes(n, config.bits, rng)
     log: list[dict] = []
-    for it in progress(range(config.iterations), "AHCL iterations", unit="iter"):
+    start = 0
+    if checkpointing is not None and checkpointing.resume:
+        start, log, arrays = load_state(checkpointing, head, opt, sched, rng)
+        v = arrays["v"]
+    for it in progress(range(start, config.iterations), "AHCL iterations", unit="iter", initial=start,
+                       total=config.iterations):
         t0 = time.perf_counter()
         sample = rng.choice(len(pool), m, replace=False)  # positions within the pool
         omega = pool[sample]  # database rows of Ω
@@ -59,4 +67,6 @@ def train_ahcl(features: np.ndarray, labels: np.ndarray, n_classes: int, config:
         v = update_codes(v, u_omega, omega, sim, config.lam, groups=groups)
         log.append({"iteration": it + 1, **losses, "r": sim.r, "code_groups": len(groups.first), "network_s": t1 - t0,
                     "codes_s": time.perf_counter() - t1})
+        if checkpointing is not None:
+            save_state(checkpointing, it + 1, head, opt, rng, log, {"v": v})
     return head.eval(), v, {"iterations": log, "pool_size": int(len(pool)), "sample_size": int(m)}

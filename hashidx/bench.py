@@ -43,7 +43,7 @@ from .training import TrainConfig
 def _timed_extract(ds: Dataset, positions: np.ndarray, extractor: FeatureExtractor, size: int, views: int,
                    desc: str) -> tuple[np.ndarray, float]:
     t0 = time.perf_counter()
-    feats = extract([ds.absolute(i) for i in positions], extractor, size, views, desc=desc)
+    feats = extract([ds.absolute(i) for i in positions], extractor, size, views, desc=desc).features
     return feats, time.perf_counter() - t0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -55,11 +56,26 @@ def main(ctx: click.Context, quiet: bool, debug: bool) -> None:
     """Asymmetric deep hashing (AHCL) for remote-sensing image retrieval, on FAISS binary indexes.
 
     \b
-    Pipeline:  features → train → build-index → query / evaluate
+    Pipeline:  features → train → build-index → (add) → query / evaluate
     Try it:    hashidx demo
     """
     ctx.obj = {"debug": debug}
     set_quiet(quiet)
+    # PIL logs its own decoding complaints; hashidx reports each bad file once, as a one-line error.
+    logging.getLogger("PIL").setLevel(logging.CRITICAL)
+
+
+ON_ERROR_OPTION = click.option(
+    "--on-error", type=click.Choice(["fail", "skip"]), default="fail", show_default=True,
+    help="An unreadable image: stop with its path (fail), or leave it out, list it and go on (skip).")
+
+
+def _report_skipped(skipped: list[tuple[str, str]], where: str) -> None:
+    """Every skipped file on stderr, then a count: what --on-error skip promises."""
+    for _, reason in skipped:
+        click.echo(f"skipped: {reason}", err=True)
+    if skipped:
+        click.echo(f"warning: {len(skipped)} unreadable image(s) left out ({where})", err=True)
 
 
 VIEWS_OPTION = click.option(
@@ -74,16 +90,24 @@ VIEWS_OPTION = click.option(
 @click.option("--image-size", type=int, default=None, help="Input size in pixels [default: the backbone's, 224].")
 @VIEWS_OPTION
 @click.option("--batch-size", type=int, default=8, show_default=True, help="Images per backbone call.")
+@ON_ERROR_OPTION
+@click.option("--checkpoint-every", type=int, default=32, show_default=True,
+              help="Save progress to OUTPUT.partial every N batches; an interrupted run resumes from there.")
 @_one_line_errors
-def features(data: Path, output: Path, backbone: str, image_size: int | None, views: int, batch_size: int) -> None:
-    """Extract backbone features of DATA (class folders or a path<TAB>label list) into an HDF5 cache."""
+def features(data: Path, output: Path, backbone: str, image_size: int | None, views: int, batch_size: int,
+             on_error: str, checkpoint_every: int) -> None:
+    """Extract backbone features of DATA (class folders or a path<TAB>label list) into an HDF5 cache.
+
+    Progress is kept in OUTPUT.partial while it runs: rerunning an interrupted command resumes it.
+    """
     from .datasets import load_dataset
-    from .features import compute_features
+    from .features import extract_to
 
     ds = load_dataset(data)
-    cache = compute_features(ds, backbone, image_size, views, batch_size)
-    cache.save(output)
-    click.echo(f"{output}: {len(ds)} images, {len(ds.classes)} classes, {cache.features.shape[1]}-d {backbone} features")
+    cache = extract_to(ds, output, backbone, image_size, views, batch_size, on_error, checkpoint_every)
+    _report_skipped(cache.skipped, f"listed in {output}'s 'skipped' attribute")
+    click.echo(f"{output}: {len(cache.dataset)} images, {len(ds.classes)} classes, "
+               f"{cache.features.shape[1]}-d {backbone} features")
 
 
 @main.command()
@@ -105,11 +129,14 @@ def features(data: Path, output: Path, backbone: str, image_size: int | None, vi
 @click.option("--labels-only", type=click.Path(exists=True, path_type=Path),
               help="More database items given by label alone (labels .h5 or path<TAB>label list; images never "
                    "read): AHCL codes them after the split's database images.")
+@ON_ERROR_OPTION
+@click.option("--resume", is_flag=True,
+              help="Continue an interrupted run of this same command from RUN_DIR/resume.pt (saved every iteration).")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Run folder to write.")
 @_one_line_errors
 def train(source: Path, method: str, bits: int, split_path: Path | None, query_fraction: float,
           train_pool: float | None, seed: int, split_seed: int, iterations: int, backbone: str, image_size: int | None, views: int,
-          labels_only: Path | None, output: Path) -> None:
+          labels_only: Path | None, on_error: str, resume: bool, output: Path) -> None:
     """Train a hash model and learn database codes: writes model.pt, codes.h5, split.json, train.json.
 
     DATA_OR_FEATURES is a dataset (features are extracted into RUN_DIR/features.h5 first) or a
@@ -120,7 +147,9 @@ def train(source: Path, method: str, bits: int, split_path: Path | None, query_f
 
     rec = train_run(source, output, method, bits, split_path=split_path, query_fraction=query_fraction, seed=seed,
                     split_seed=split_seed, train_pool=train_pool, backbone=backbone, image_size=image_size, views=views,
-                    config=TrainConfig(iterations=iterations), labels_only=labels_only)
+                    config=TrainConfig(iterations=iterations), labels_only=labels_only, on_error=on_error,
+                    resume=resume)
+    _report_skipped([(s["path"], s["error"]) for s in rec["skipped_images"]], "listed in train.json")
     t = rec["times_s"]
     click.echo(f"{output}: {method} {bits} bits, {rec['n_codes']} database codes, trained on a pool of "
                f"{rec['pool_size']} images (features {t['features']:.1f}s, training {t['train']:.1f}s)")
@@ -145,6 +174,27 @@ def build_index(codes: Path, index_type: str, nlist: int | None, nprobe: int | N
 
 @main.command()
 @click.argument("index_path", metavar="INDEX", type=click.Path(path_type=Path))
+@click.argument("source", metavar="IMAGES_OR_LIST", type=click.Path(exists=True, path_type=Path))
+@click.option("--model", "model_path", required=True, type=click.Path(path_type=Path), help="model.pt of the run.")
+@click.option("--batch-size", type=int, default=8, show_default=True, help="Images per backbone call.")
+@click.option("--allow-model-mismatch", is_flag=True, help="Add even if the model is not the one the codes came from.")
+@ON_ERROR_OPTION
+@_one_line_errors
+def add(index_path: Path, source: Path, model_path: Path, batch_size: int, allow_model_mismatch: bool,
+        on_error: str) -> None:
+    """Add new images to INDEX, encoded by the network (sgn F(x)): a folder of images or a list of paths.
+
+    Their ids follow the index's; their codes and paths go to INDEX.added.h5.
+    """
+    from .add import add_images
+
+    sidecar, skipped = add_images(index_path, model_path, source, batch_size, on_error, allow_model_mismatch)
+    _report_skipped(skipped, "not added")
+    click.echo(f"{index_path}: {sidecar['count']} codes ({sidecar['added']} added by the network)")
+
+
+@main.command()
+@click.argument("index_path", metavar="INDEX", type=click.Path(path_type=Path))
 @click.argument("query_file", metavar="QUERIES", type=click.Path(path_type=Path))
 @click.option("--model", "model_path", type=click.Path(path_type=Path),
               help="model.pt of the run; needed unless QUERIES is a codes file.")
@@ -154,9 +204,10 @@ def build_index(codes: Path, index_type: str, nlist: int | None, nprobe: int | N
 @click.option("--format", "fmt", type=click.Choice(["tsv", "jsonl"]), default="tsv", show_default=True)
 @click.option("--batch-size", type=int, default=8, show_default=True, help="Images per backbone call.")
 @click.option("--allow-model-mismatch", is_flag=True, help="Search even if the model is not the one the codes came from.")
+@ON_ERROR_OPTION
 @_one_line_errors
 def query(index_path: Path, query_file: Path, model_path: Path | None, k: int, nprobe: int | None, output: Path,
-          fmt: str, batch_size: int, allow_model_mismatch: bool) -> None:
+          fmt: str, batch_size: int, allow_model_mismatch: bool, on_error: str) -> None:
     """Answer QUERIES against INDEX: write (query, rank, id, path, distance) rows.
 
     \b
@@ -167,8 +218,9 @@ def query(index_path: Path, query_file: Path, model_path: Path | None, k: int, n
     """
     from .query import run_query, write_results
 
-    results = run_query(index_path, query_file, model_path, k, nprobe, batch_size, allow_model_mismatch)
+    results = run_query(index_path, query_file, model_path, k, nprobe, batch_size, allow_model_mismatch, on_error)
     write_results(results, output, fmt)
+    _report_skipped(results.skipped, "no result rows for them")
     click.echo(f"{output}: {len(results)} results for {len(results.queries)} queries")
 
 

@@ -75,18 +75,24 @@ class CodeFile:
             return cls(codes, f["ids"][:], strings(f["paths"]), f["labels"][:], bits, str(f.attrs["method"]), attrs)
 
 
-def paths_of(path: str | Path, ids: np.ndarray) -> list[str]:
-    """Paths of the items with these ids, reading only their rows of the codes file."""
+def paths_by_id(path: str | Path, ids: np.ndarray) -> dict[int, str]:
+    """{id: path} for those of `ids` the codes file holds, reading only their rows."""
     with read_h5(path, "hashidx-codes", "codes file", "rebuild the index from a codes.h5") as f:
         all_ids = f["ids"][:]
-        if np.array_equal(all_ids, np.arange(len(all_ids))):
-            rows = np.asarray(ids, dtype=np.int64)
+        ids = np.unique(np.asarray(ids, dtype=np.int64))
+        if len(all_ids) == 0:
+            return {}
+        if np.array_equal(all_ids, np.arange(len(all_ids))):  # the usual layout: id = row
+            ids = ids[(ids >= 0) & (ids < len(all_ids))]
+            rows = ids
         else:
             order = np.argsort(all_ids, kind="stable")
-            rows = order[np.searchsorted(all_ids, ids, sorter=order)]
+            pos = np.minimum(np.searchsorted(all_ids, ids, sorter=order), len(all_ids) - 1)
+            found = all_ids[order[pos]] == ids
+            ids, rows = ids[found], order[pos[found]]
         if len(rows) == 0:
-            return []
+            return {}
         # h5py reads a selection only in increasing order.
         unique, inverse = np.unique(rows, return_inverse=True)
-        found = f["paths"][unique]
-    return [found[j].decode() for j in inverse.ravel()]
+        found_paths = f["paths"][unique]
+    return {int(i): found_paths[j].decode() for i, j in zip(ids.tolist(), inverse.ravel().tolist())}

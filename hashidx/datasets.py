@@ -50,23 +50,33 @@ def _from_folders(root: Path) -> Dataset:
     return Dataset(root, tuple(paths), np.asarray(labels, dtype=np.int64), tuple(d.name for d in class_dirs))
 
 
-def read_list(list_file: Path) -> Dataset:
-    """A `path<TAB>label` list file; paths are relative to its folder and are not opened here."""
-    root = list_file.parent
+def parse_list_text(text: str, source: str | Path) -> list[tuple[str, str]]:
+    """(path, label) rows of a list file's text; blank lines and '#' comments are skipped."""
     rows: list[tuple[str, str]] = []
-    for lineno, raw in enumerate(list_file.read_text(encoding="utf-8").splitlines(), 1):
+    for lineno, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
-        parts = line.split("\t")
+        parts = [part.strip() for part in line.split("\t")]
         if len(parts) != 2 or not parts[0] or not parts[1]:
-            raise HashidxError(f"{list_file}:{lineno}: expected 'path<TAB>label', got {raw!r}")
+            raise HashidxError(f"{source}:{lineno}: expected 'path<TAB>label', got {raw!r}")
         rows.append((parts[0], parts[1]))
     if not rows:
-        raise HashidxError(f"{list_file}: list file has no 'path<TAB>label' lines")
+        raise HashidxError(f"{source}: list file has no 'path<TAB>label' lines")
+    return rows
+
+
+def read_list(list_file: Path) -> Dataset:
+    """A `path<TAB>label` list file; paths are relative to its folder and are not opened here."""
+    try:
+        text = list_file.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise HashidxError(f"{list_file}: not UTF-8 text (byte {exc.start}); save the list as UTF-8") from None
+    rows = parse_list_text(text, list_file)
     classes = tuple(sorted({label for _, label in rows}))
     index = {c: k for k, c in enumerate(classes)}
-    return Dataset(root, tuple(p for p, _ in rows), np.asarray([index[l] for _, l in rows], dtype=np.int64), classes)
+    return Dataset(list_file.parent, tuple(p for p, _ in rows), np.asarray([index[l] for _, l in rows], dtype=np.int64),
+                   classes)
 
 
 def load_dataset(source: str | Path) -> Dataset:

@@ -39,10 +39,12 @@ class Encoder:
         """Packed codes sgn(F(x)) for backbone features."""
         return pack(sign(self.head.embed(features.astype(np.float32))))
 
-    def encode_images(self, paths: Sequence[Path], batch_size: int = 8) -> np.ndarray:
-        """Packed codes for image files: every image passes the backbone and the head."""
+    def encode_images(self, paths: Sequence[Path], batch_size: int = 8,
+                      on_error: str = "fail") -> tuple[np.ndarray, np.ndarray, list[tuple[int, str]]]:
+        """Packed codes for image files (every image passes the backbone and the head), the positions
+        they are for, and (position, reason) of images left out by on_error="skip"."""
         if self._extractor is None:
             self._extractor = FeatureExtractor(backbone_spec(self.config["backbone"]))
-        feats = extract(paths, self._extractor, int(self.config["image_size"]), int(self.config["views"]), batch_size,
-                        desc="encode images")
-        return self.encode_features(feats)
+        state = extract(paths, self._extractor, int(self.config["image_size"]), int(self.config["views"]), batch_size,
+                        desc="encode images", on_error=on_error)
+        return self.encode_features(state.features), state.kept, state.skipped

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 
-from .atomic import write_json
+from .atomic import sha256_file, write_json
 from .codes import CodeFile
 from .encoder import Encoder
 from .errors import HashidxError
@@ -37,6 +37,9 @@ def evaluate_run(run_dir: str | Path, split_path: str | Path | None = None, ks: 
     head, config = load_checkpoint(run_dir / "model.pt")
     encoder = Encoder(head, config)
     db = CodeFile.load(run_dir / "codes.h5")
+    if db.attrs.get("model_sha256") and db.attrs["model_sha256"] != sha256_file(run_dir / "model.pt"):
+        raise HashidxError(f"{run_dir}: codes.h5 was not made with this model.pt (an interrupted 'hashidx train'?); "
+                           "rerun the train command (with --resume if it saved progress)")
     if db.bits != encoder.bits:
         raise HashidxError(f"{run_dir / 'codes.h5'}: {db.bits}-bit codes but model.pt is {encoder.bits}-bit; retrain the run")
     cache = FeatureCache.load(record["features"])

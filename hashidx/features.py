@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Sequence
 
 import h5py
 import numpy as np
@@ -14,6 +16,7 @@ from . import __version__
 from .atomic import atomic_path
 from .backbones import FeatureExtractor, backbone_spec, check_views
 from .datasets import Dataset
+from .errors import HashidxError
 from .h5 import STR, read_h5, strings
 from .images import load_image
 from .progress import progress
@@ -26,23 +29,62 @@ PREPROCESSING = ("RGB, bilinear resize to image_size x image_size, scale to [0,1
                  "features averaged over `views` orientations (1: as is, 4: rotations, 8: rotations x flip)")
 
 
-def image_batches(paths: Sequence[Path], size: int, batch_size: int) -> Iterator[torch.Tensor]:
-    """Decoded, resized NCHW float batches of `paths`, in order."""
-    for start in range(0, len(paths), batch_size):
-        chunk = [load_image(p, size) for p in paths[start:start + batch_size]]
-        yield torch.from_numpy(np.stack(chunk)).permute(0, 3, 1, 2).contiguous()
+ON_ERROR = ("fail", "skip")
+
+
+@dataclass
+class Extraction:
+    """Features of the images at positions `kept`; `skipped` = (position, reason) of unreadable ones."""
+
+    features: np.ndarray
+    kept: np.ndarray
+    skipped: list[tuple[int, str]]
+    done: int  # positions [0, done) are processed
+
+    @classmethod
+    def empty(cls, dim: int) -> "Extraction":
+        return cls(np.empty((0, dim), dtype=np.float32), np.empty(0, dtype=np.int64), [], 0)
+
+
+def _decode(paths: Sequence[Path], positions: range, size: int, on_error: str,
+            skipped: list[tuple[int, str]]) -> tuple[list[int], list[np.ndarray]]:
+    ok, arrays = [], []
+    for i in positions:
+        try:
+            arrays.append(load_image(paths[i], size))
+            ok.append(i)
+        except HashidxError as exc:
+            if on_error != "skip":
+                raise
+            skipped.append((i, str(exc)))
+    return ok, arrays
 
 
 def extract(paths: Sequence[Path], extractor: FeatureExtractor, image_size: int, views: int = 1,
-            batch_size: int = 8, desc: str = "features") -> np.ndarray:
-    """Backbone features (n x d float32) for image files, averaged over `views` orientations."""
-    out = np.empty((len(paths), extractor.spec.feature_dim), dtype=np.float32)
-    n_batches = -(-len(paths) // batch_size)
-    row = 0
-    for batch in progress(image_batches(paths, image_size, batch_size), desc, total=n_batches, unit="batch"):
-        out[row:row + len(batch)] = extractor(batch, views).numpy()
-        row += len(batch)
-    return out
+            batch_size: int = 8, desc: str = "features", on_error: str = "fail", resume: Extraction | None = None,
+            checkpoint: Callable[[Extraction], None] | None = None, every: int = 32) -> Extraction:
+    """Backbone features of image files, averaged over `views` orientations.
+
+    on_error="fail" stops at the first unreadable image (its path in the error); "skip" leaves it out
+    and records it. `resume` continues a partial extraction; `checkpoint` receives the progress every
+    `every` batches (what makes an interrupted extraction resumable).
+    """
+    if on_error not in ON_ERROR:
+        raise HashidxError(f"--on-error {on_error}: choose fail or skip")
+    state = resume or Extraction.empty(extractor.spec.feature_dim)
+    feats, kept, skipped = [state.features], [state.kept], list(state.skipped)
+    starts = range(state.done, len(paths), batch_size)
+    for b, start in enumerate(progress(starts, desc, total=len(starts), unit="batch"), 1):
+        ok, arrays = _decode(paths, range(start, min(start + batch_size, len(paths))), image_size, on_error, skipped)
+        if arrays:
+            batch = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+            feats.append(extractor(batch, views).numpy())
+            kept.append(np.asarray(ok, dtype=np.int64))
+        state = Extraction(np.concatenate(feats), np.concatenate(kept), skipped, min(start + batch_size, len(paths)))
+        feats, kept = [state.features], [state.kept]
+        if checkpoint is not None and b % every == 0 and state.done < len(paths):
+            checkpoint(state)
+    return state
 
 
 @dataclass
@@ -54,6 +96,7 @@ class FeatureCache:
     backbone: str
     image_size: int
     views: int = 1
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) left out by --on-error skip
 
     def save(self, path: str | Path) -> None:
         spec = backbone_spec(self.backbone)
@@ -66,21 +109,82 @@ class FeatureCache:
                 f.attrs.update({"kind": "hashidx-features", "format": FEATURES_FORMAT, "backbone": self.backbone,
                                 "weights": spec.weights, "image_size": self.image_size, "views": self.views,
                                 "preprocessing": PREPROCESSING, "mean": spec.mean, "std": spec.std,
-                                "root": str(self.dataset.root.resolve()), "hashidx_version": __version__})
+                                "root": str(self.dataset.root.resolve()), "hashidx_version": __version__,
+                                "skipped": json.dumps(self.skipped)})
 
     @classmethod
     def load(cls, path: str | Path) -> "FeatureCache":
         with read_h5(path, "hashidx-features", "feature cache", f"make one with 'hashidx features DATA -o {path}'") as f:
             ds = Dataset(Path(f.attrs["root"]), strings(f["paths"]), f["labels"][:].astype(np.int64), strings(f["classes"]))
             return cls(f["features"][:], ds, str(f.attrs["backbone"]), int(f.attrs["image_size"]),
-                       int(f.attrs.get("views", 1)))
+                       int(f.attrs.get("views", 1)), [tuple(x) for x in json.loads(f.attrs.get("skipped", "[]"))])
+
+
+def partial_path(output: str | Path) -> Path:
+    """Where an extraction into `output` keeps its progress until it finishes."""
+    return Path(f"{output}.partial")
+
+
+def _identity(ds: Dataset, backbone: str, size: int, views: int) -> str:
+    h = hashlib.sha256("\n".join([str(ds.root.resolve()), backbone, str(size), str(views), *ds.paths]).encode())
+    return h.hexdigest()
+
+
+def _save_partial(path: Path, state: Extraction, identity: str) -> None:
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.create_dataset("features", data=state.features)
+            f.create_dataset("kept", data=state.kept)
+            f.attrs.update({"kind": "hashidx-features-partial", "identity": identity, "done": state.done,
+                            "skipped": json.dumps(state.skipped)})
+
+
+def _load_partial(path: Path, identity: str) -> Extraction | None:
+    """The progress saved in `path` if it is of this very extraction, else None (it is then overwritten)."""
+    try:
+        with h5py.File(path, "r") as f:
+            if f.attrs.get("kind") != "hashidx-features-partial" or f.attrs.get("identity") != identity:
+                return None
+            return Extraction(f["features"][:], f["kept"][:], [tuple(x) for x in json.loads(f.attrs["skipped"])],
+                              int(f.attrs["done"]))
+    except (OSError, KeyError, ValueError):
+        return None
 
 
 def compute_features(ds: Dataset, backbone: str, image_size: int | None = None, views: int = DEFAULT_VIEWS,
-                     batch_size: int = 8) -> FeatureCache:
-    """Run the frozen backbone over every image of `ds`."""
+                     batch_size: int = 8, on_error: str = "fail", partial: str | Path | None = None,
+                     checkpoint_every: int = 32) -> FeatureCache:
+    """Run the frozen backbone over every image of `ds`.
+
+    With `partial` (a path), progress is saved there as it goes, and an earlier interrupted run of
+    the same extraction (same images, backbone, size, views) is continued instead of restarted.
+    """
     spec = backbone_spec(backbone)
     size = image_size or spec.image_size
     extractor = FeatureExtractor(spec)
-    feats = extract([ds.absolute(i) for i in range(len(ds))], extractor, size, check_views(views), batch_size)
-    return FeatureCache(feats, ds, backbone, size, views)
+    paths = [ds.absolute(i) for i in range(len(ds))]
+    resume, save = None, None
+    if partial is not None:
+        partial = Path(partial)
+        identity = _identity(ds, backbone, size, check_views(views))
+        resume = _load_partial(partial, identity) if partial.exists() else None
+        save = lambda state: _save_partial(partial, state, identity)  # noqa: E731
+    if checkpoint_every < 1:
+        raise HashidxError(f"--checkpoint-every {checkpoint_every}: use a number of batches >= 1")
+    state = extract(paths, extractor, size, check_views(views), batch_size, on_error=on_error, resume=resume,
+                    checkpoint=save, every=checkpoint_every)
+    if len(state.kept) == 0:
+        raise HashidxError(f"none of the {len(ds)} images of {ds.root} could be read; first: {state.skipped[0][1]}")
+    return FeatureCache(state.features, ds.subset(state.kept), backbone, size, views,
+                        [(ds.paths[i], reason) for i, reason in state.skipped])
+
+
+def extract_to(ds: Dataset, output: str | Path, backbone: str, image_size: int | None = None,
+               views: int = DEFAULT_VIEWS, batch_size: int = 8, on_error: str = "fail",
+               checkpoint_every: int = 32) -> FeatureCache:
+    """compute_features, saved to `output`; progress is kept in OUTPUT.partial until then, so a rerun resumes."""
+    partial = partial_path(output)
+    cache = compute_features(ds, backbone, image_size, views, batch_size, on_error, partial, checkpoint_every)
+    cache.save(output)
+    partial.unlink(missing_ok=True)
+    return cache

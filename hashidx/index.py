@@ -95,25 +95,31 @@ def build_file(codes_path: str | Path, path: str | Path, index_type: str = "flat
                nprobe: int | None = None, hnsw_m: int = 32) -> dict:
     """codes.h5 → index file + sidecar (what `hashidx build-index` does); returns the sidecar."""
     cf = CodeFile.load(codes_path)
+    if len(cf.codes) == 0:
+        raise HashidxError(f"{codes_path}: no codes to index; train a run on a non-empty database")
     index, params = build(cf.codes, cf.ids, index_type, nlist, nprobe, hnsw_m)
     return save(index, path, params, codes_path, cf.attrs)
 
 
-def save(index: faiss.IndexBinary, path: str | Path, params: dict, codes_path: str | Path, codes_attrs: dict) -> dict:
+def save(index: faiss.IndexBinary, path: str | Path, params: dict, codes_path: str | Path, codes_attrs: dict,
+         codes_sha256: str | None = None) -> dict:
     """Write FAISS's own file and the sidecar `PATH.json`, each atomically; `codes_attrs` are the codes file's."""
     path = Path(path)
     codes_path = Path(codes_path)
     sidecar = {
         "kind": "hashidx-index", "format": INDEX_FORMAT, **params,
         "codes_file": os.path.relpath(codes_path.resolve(), path.resolve().parent),
-        "codes_sha256": sha256_file(codes_path), "method": codes_attrs.get("method"),
+        "codes_sha256": codes_sha256 or sha256_file(codes_path), "method": codes_attrs.get("method"),
         "model_sha256": codes_attrs.get("model_sha256"),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "faiss_version": faiss.__version__, "hashidx_version": __version__,
     }
     with atomic_path(path) as tmp:
         faiss.write_index_binary(index, str(tmp))
-    write_json(sidecar_path(path), sidecar)
+        sidecar["index_sha256"] = sha256_file(tmp)
+        # The sidecar lands first: killed between the two renames, the new sidecar names an index
+        # file that is not there yet, and `load` refuses the pair instead of trusting it.
+        write_json(sidecar_path(path), sidecar)
     return sidecar
 
 
@@ -136,6 +142,9 @@ def load(path: str | Path) -> tuple[faiss.IndexBinary, dict]:
         index = faiss.read_index_binary(str(path))
     except RuntimeError:
         raise HashidxError(f"{path}: not a FAISS binary index; rebuild it with 'hashidx build-index'") from None
+    if sidecar.get("index_sha256") and sha256_file(path) != sidecar["index_sha256"]:
+        raise HashidxError(f"{path}: index file and its sidecar do not match (an interrupted or partial "
+                           "build-index?); rebuild the index")
     if index.d != sidecar.get("bits"):
         raise HashidxError(f"{path}: index has {index.d} bits but its sidecar says {sidecar.get('bits')}; rebuild the index")
     return index, sidecar
@@ -144,3 +153,11 @@ def load(path: str | Path) -> tuple[faiss.IndexBinary, dict]:
 def codes_file_of(path: str | Path, sidecar: dict) -> Path:
     """The codes file an index was built from, resolved beside the index."""
     return (Path(path).resolve().parent / sidecar["codes_file"]).resolve()
+
+
+def code_files_of(path: str | Path, sidecar: dict) -> list[Path]:
+    """Every codes file whose items the index holds: the one it was built from, then those `hashidx add` wrote."""
+    files = [codes_file_of(path, sidecar)]
+    if sidecar.get("added_file"):
+        files.append((Path(path).resolve().parent / sidecar["added_file"]).resolve())
+    return files

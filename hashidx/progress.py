@@ -16,6 +16,8 @@ def set_quiet(quiet: bool) -> None:
     _quiet = quiet
 
 
-def progress(iterable: Iterable[T], desc: str, total: int | None = None, unit: str = "it") -> Iterable[T]:
-    """Wrap `iterable` in a bar; tqdm's disable=None turns it off when stderr is not a TTY."""
-    return tqdm(iterable, desc=desc, total=total, unit=unit, disable=True if _quiet else None, leave=False)
+def progress(iterable: Iterable[T], desc: str, total: int | None = None, unit: str = "it",
+             initial: int = 0) -> Iterable[T]:
+    """Wrap `iterable` in a bar (starting at `initial` for resumed work); off on --quiet or when stderr is not a TTY."""
+    return tqdm(iterable, desc=desc, total=total, unit=unit, initial=initial, disable=True if _quiet else None,
+                leave=False)

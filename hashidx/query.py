@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -15,7 +15,7 @@ import numpy as np
 
 from . import index as idx
 from .atomic import atomic_path, sha256_file
-from .codes import CodeFile, paths_of
+from .codes import CodeFile, paths_by_id
 from .errors import HashidxError
 
 RESULT_FIELDS = ("query", "rank", "id", "path", "distance")
@@ -29,6 +29,7 @@ class Results:
     distances: np.ndarray  # int32 (q x k)
     ids: np.ndarray  # int64 (q x k)
     paths: dict[int, str]  # id → database path, for the ids present
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (query, reason) left out by on_error="skip"
 
     def __len__(self) -> int:
         return int((self.ids >= 0).sum())
@@ -41,6 +42,31 @@ class Results:
                     yield name, rank, i, self.paths.get(i, ""), d
 
 
+def parse_query_text(text: str, source: str | Path) -> list[str]:
+    """Query names from a query file's text: a CSV/TSV with a 'path' column, else one path a line.
+
+    Blank lines and '#' comments are skipped; surrounding whitespace is stripped.
+    """
+    lines = text.splitlines()
+    header = next((l for l in lines if l.strip() and not l.lstrip().startswith("#")), "")
+    delim = "\t" if "\t" in header else ","
+    columns = [c.strip().lower() for c in header.split(delim)]
+    # A table only when its header names a 'path' column: a plain path may itself contain a comma.
+    if "path" in columns:
+        try:
+            rows = [r for r in csv.DictReader(io.StringIO(text, newline=""), delimiter=delim)
+                    if any((v or "").strip() for v in r.values() if isinstance(v, str))]
+        except csv.Error as exc:
+            raise HashidxError(f"{source}: not a readable CSV/TSV ({exc}); fix the table or list one path a line") from None
+        key = next(k for k in rows[0] if k is not None and k.strip().lower() == "path") if rows else "path"
+        names = [n for n in ((r.get(key) or "").strip() for r in rows) if n]
+    else:
+        names = [l.strip() for l in lines if l.strip() and not l.lstrip().startswith("#")]
+    if not names:
+        raise HashidxError(f"{source}: no query image paths in the file")
+    return names
+
+
 def read_query_file(path: str | Path) -> list[tuple[str, Path]]:
     """(as written, resolved) image paths: one per line, or a CSV/TSV whose header has a 'path' column.
 
@@ -48,30 +74,26 @@ def read_query_file(path: str | Path) -> list[tuple[str, Path]]:
     """
     path = Path(path)
     try:
-        text = path.read_bytes().decode("utf-8-sig")
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise HashidxError(f"{path}: query file not found") from None
+    except IsADirectoryError:
+        raise HashidxError(f"{path}: is a folder; pass a file of image paths") from None
+    try:
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise HashidxError(f"{path}: not UTF-8 text (byte {exc.start}); save the query file as UTF-8") from None
-    lines = text.splitlines()
-    header = next((l for l in lines if l.strip() and not l.lstrip().startswith("#")), "")
-    delim = "\t" if "\t" in header else ","
-    columns = [c.strip().lower() for c in header.split(delim)]
-    if len(columns) > 1 or columns == ["path"]:
-        if "path" not in columns:
-            raise HashidxError(f"{path}: table has no 'path' column (columns: {', '.join(columns)}); add a header 'path'")
-        rows = [r for r in csv.DictReader(io.StringIO(text), delimiter=delim) if any((v or "").strip() for v in r.values())]
-        key = next(k for k in rows[0] if k.strip().lower() == "path") if rows else "path"
-        names = [(r.get(key) or "").strip() for r in rows]
-    else:
-        names = [l.strip() for l in lines if l.strip() and not l.lstrip().startswith("#")]
-    if not names:
-        raise HashidxError(f"{path}: no query image paths in the file")
+        line = raw[:exc.start].count(b"\n") + 1
+        raise HashidxError(f"{path}:{line}: not UTF-8 text; save the query file as UTF-8 "
+                           "(or rename the image to a UTF-8 name)") from None
+    names = parse_query_text(text, path)
+    if any("\x00" in n for n in names):
+        raise HashidxError(f"{path}: a line holds a NUL byte; save the query file as plain text")
     out = [(n, (path.parent / n).resolve()) for n in names]
     missing = [n for n, p in out if not p.is_file()]
     if missing:
+        hint = "; a CSV/TSV needs a header with a 'path' column" if ("," in missing[0] or "\t" in missing[0]) else ""
         raise HashidxError(f"{path}: {len(missing)} query image(s) not found, first {missing[0]!r} "
-                           f"(paths are relative to {path.parent}); fix or remove those lines")
+                           f"(paths are relative to {path.parent}); fix or remove those lines{hint}")
     return out
 
 
@@ -91,8 +113,10 @@ def _h5_kind(path: Path) -> str | None:
 
 
 def query_codes(query_file: str | Path, model_path: str | Path | None, bits: int, model_sha256: str | None,
-                batch_size: int = 8, allow_model_mismatch: bool = False) -> tuple[list[str], np.ndarray]:
-    """(query names, packed codes) from an image list or feature cache (encoded by the model) or a codes file."""
+                batch_size: int = 8, allow_model_mismatch: bool = False,
+                on_error: str = "fail") -> tuple[list[str], np.ndarray, list[tuple[str, str]]]:
+    """(query names, packed codes, skipped (name, reason)) from an image list or feature cache (encoded by
+    the model) or a codes file; on_error="skip" leaves unreadable query images out."""
     query_file = Path(query_file)
     kind = _h5_kind(query_file)
     if kind == "hashidx-codes":
@@ -100,7 +124,7 @@ def query_codes(query_file: str | Path, model_path: str | Path | None, bits: int
         cf = CodeFile.load(query_file)
         _check_model(query_file, cf.bits, cf.attrs.get("model_sha256"), bits, model_sha256, allow_model_mismatch,
                      "codes")
-        return list(cf.paths), cf.codes
+        return list(cf.paths), cf.codes, []
     if model_path is None:
         raise HashidxError(f"{query_file}: image and feature queries are encoded by a model; pass --model RUN_DIR/model.pt")
     from .encoder import Encoder
@@ -114,11 +138,12 @@ def query_codes(query_file: str | Path, model_path: str | Path | None, bits: int
 
         cache = FeatureCache.load(query_file)
         encoder.check_features(cache, query_file)
-        return list(cache.dataset.paths), encoder.encode_features(cache.features)
+        return list(cache.dataset.paths), encoder.encode_features(cache.features), []
     if kind is not None:
         raise HashidxError(f"{query_file}: HDF5 of kind {kind!r}; query with an image list, a feature cache or a codes file")
     queries = read_query_file(query_file)
-    return [name for name, _ in queries], encoder.encode_images([p for _, p in queries], batch_size)
+    codes, kept, skipped = encoder.encode_images([p for _, p in queries], batch_size, on_error)
+    return [queries[i][0] for i in kept], codes, [(queries[i][0], reason) for i, reason in skipped]
 
 
 def _check_model(source: Path | str, have_bits: int, have_sha: str | None, index_bits: int, index_sha: str | None,
@@ -135,27 +160,32 @@ def _check_model(source: Path | str, have_bits: int, have_sha: str | None, index
 
 
 def run_query(index_path: str | Path, query_file: str | Path, model_path: str | Path | None = None, k: int = 20,
-              nprobe: int | None = None, batch_size: int = 8, allow_model_mismatch: bool = False) -> Results:
+              nprobe: int | None = None, batch_size: int = 8, allow_model_mismatch: bool = False,
+              on_error: str = "fail") -> Results:
     """Encode the queries (unless they are codes already) and search the index; k results per query."""
     if k < 1:
         raise HashidxError(f"-k {k}: ask for at least one result")
     index, sidecar = idx.load(index_path)
-    names, codes = query_codes(query_file, model_path, sidecar["bits"], sidecar.get("model_sha256"), batch_size,
-                               allow_model_mismatch)
+    if index.ntotal == 0:
+        raise HashidxError(f"{index_path}: the index is empty; rebuild it with 'hashidx build-index CODES.h5'")
+    names, codes, skipped = query_codes(query_file, model_path, sidecar["bits"], sidecar.get("model_sha256"),
+                                        batch_size, allow_model_mismatch, on_error)
+    if len(codes) == 0:
+        raise HashidxError(f"{query_file}: none of the queries could be read; first: {skipped[0][1]}")
     if nprobe is not None:
         idx.set_nprobe(index, nprobe)
     blocks = [idx.search(index, codes[lo:lo + QUERY_BATCH], k) for lo in range(0, len(codes), QUERY_BATCH)]
     dist, ids = np.concatenate([d for d, _ in blocks]), np.concatenate([i for _, i in blocks])
-    return Results(names, dist, ids, _paths_by_id(index_path, sidecar, ids))
+    return Results(names, dist, ids, _paths_by_id(index_path, sidecar, ids), skipped)
 
 
 def _paths_by_id(index_path: str | Path, sidecar: dict, ids: np.ndarray) -> dict[int, str]:
-    """Paths of the returned ids only, read from the index's codes file (a 10⁶-item file is not read whole)."""
-    codes_path = idx.codes_file_of(index_path, sidecar)
-    if not codes_path.is_file():
-        return {}
-    wanted = np.unique(ids[ids >= 0])
-    return dict(zip(wanted.tolist(), paths_of(codes_path, wanted)))
+    """Paths of the returned ids only, from the index's codes file and its added items (neither read whole)."""
+    out: dict[int, str] = {}
+    for codes_path in idx.code_files_of(index_path, sidecar):
+        if codes_path.is_file():
+            out.update(paths_by_id(codes_path, ids[ids >= 0]))
+    return out
 
 
 def write_results(results: Results, path: str | Path, fmt: str = "tsv") -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 import time
@@ -14,17 +15,17 @@ from . import __version__
 from .ahcl import train_ahcl
 from .baselines import fit_itq, fit_lsh
 from .atomic import sha256_file, write_json
-from .backbones import DEFAULT_BACKBONE
+from .backbones import DEFAULT_BACKBONE, backbone_spec
 from .codes import CodeFile, pack
 from .encoder import Encoder
 from .datasets import load_dataset
 from .errors import HashidxError
-from .features import DEFAULT_VIEWS, FeatureCache, compute_features
+from .features import DEFAULT_VIEWS, FeatureCache, extract_to
 from .labels import read_labels
 from .model import save_checkpoint
 from .split import Split, load_split, make_split, save_split
 from .symmetric import train_symmetric
-from .training import TrainConfig
+from .training import Checkpointing, TrainConfig
 
 METHODS = ("ahcl", "symmetric", "itq", "lsh")
 ENCODING = {"ahcl": "learned by the discrete solver (no database image through the network)",
@@ -38,14 +39,23 @@ def is_feature_file(path: str | Path) -> bool:
 
 
 def load_or_extract(source: str | Path, out_dir: Path, backbone: str = DEFAULT_BACKBONE,
-                    image_size: int | None = None, views: int = DEFAULT_VIEWS,
-                    batch_size: int = 8) -> tuple[FeatureCache, Path]:
-    """Features of DATA (extracted into RUN_DIR/features.h5) or of an existing cache."""
+                    image_size: int | None = None, views: int = DEFAULT_VIEWS, batch_size: int = 8,
+                    on_error: str = "fail", reuse: bool = False) -> tuple[FeatureCache, Path]:
+    """Features of DATA (extracted into RUN_DIR/features.h5, resuming an interrupted extraction) or of a cache.
+
+    With `reuse` (a resumed run), a complete RUN_DIR/features.h5 of the same images and settings is kept.
+    """
     if is_feature_file(source):
         return FeatureCache.load(source), Path(source).resolve()
-    cache = compute_features(load_dataset(source), backbone, image_size, views, batch_size)
     path = out_dir / "features.h5"
-    cache.save(path)
+    ds = load_dataset(source)
+    if reuse and path.is_file():
+        cache = FeatureCache.load(path)
+        size = image_size or backbone_spec(backbone).image_size
+        same = (cache.backbone, cache.image_size, cache.views, cache.dataset.root) == (backbone, size, views, ds.root.resolve())
+        if same and sorted(cache.dataset.paths + tuple(p for p, _ in cache.skipped)) == sorted(ds.paths):
+            return cache, path.resolve()
+    cache = extract_to(ds, path, backbone, image_size, views, batch_size, on_error)
     return cache, path.resolve()
 
 
@@ -63,11 +73,13 @@ def train_run(source: str | Path, out_dir: str | Path, method: str = "ahcl", bit
               split_path: str | Path | None = None, query_fraction: float = 0.2, seed: int = 0, split_seed: int = 0,
               train_pool: float | None = None, backbone: str = DEFAULT_BACKBONE, image_size: int | None = None,
               views: int = DEFAULT_VIEWS, batch_size: int = 8, config: TrainConfig | None = None,
-              labels_only: str | Path | None = None) -> dict:
+              labels_only: str | Path | None = None, on_error: str = "fail", resume: bool = False) -> dict:
     """Train `method` and write the run folder; returns the train.json record.
 
     `labels_only` (AHCL only) names a labels file of extra database items with no pixels: they get
     solver-learned codes after the split's database images, and ids that continue theirs.
+    AHCL and symmetric save their state to RUN_DIR/resume.pt after every outer iteration (removed
+    when the run completes); `resume` continues from it, to the same outputs as an uninterrupted run.
     """
     if method not in METHODS:
         raise HashidxError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
@@ -78,7 +90,7 @@ def train_run(source: str | Path, out_dir: str | Path, method: str = "ahcl", bit
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    cache, features_path = load_or_extract(source, out, backbone, image_size, views, batch_size)
+    cache, features_path = load_or_extract(source, out, backbone, image_size, views, batch_size, on_error, resume)
     t_features = time.perf_counter() - t0
     ds = cache.dataset
     # The split has its own seed so that changing the training seed keeps the evaluation protocol.
@@ -102,14 +114,18 @@ def train_run(source: str | Path, out_dir: str | Path, method: str = "ahcl", bit
                     "feature_normalisation": "standardise with the training pool's mean/std (buffers in state_dict)",
                     "seed": seed, "hashidx_version": __version__}
     pool_features = cache.features[db_idx[pool]]
+    fingerprint = json.dumps({"method": method, "config": config.to_json(), "features": sha256_file(features_path),
+                              "split": sha256_file(out / "split.json"), "pool": pool.tolist(),
+                              "labels_only": None if labels_only is None else sha256_file(labels_only)})
+    checkpointing = Checkpointing(out / "resume.pt", hashlib.sha256(fingerprint.encode()).hexdigest(), resume)
     t1 = time.perf_counter()
     if method == "ahcl":
-        head, v, log = train_ahcl(pool_features, db_labels, len(ds.classes), config, pool)
+        head, v, log = train_ahcl(pool_features, db_labels, len(ds.classes), config, pool, checkpointing)
         t_train, t_db = time.perf_counter() - t1, 0.0
         codes = pack(v)
     else:
         if method == "symmetric":
-            head, log = train_symmetric(pool_features, db_labels[pool], len(ds.classes), config)
+            head, log = train_symmetric(pool_features, db_labels[pool], len(ds.classes), config, checkpointing)
         else:
             head, log = (fit_itq if method == "itq" else fit_lsh)(pool_features, bits, seed), {"iterations": []}
         t_train = time.perf_counter() - t1
@@ -129,8 +145,10 @@ def train_run(source: str | Path, out_dir: str | Path, method: str = "ahcl", bit
                                                                "items": len(db_labels) - len(db_idx)},
               "n_codes": len(db_labels),
               "pool_size": int(len(pool)), "config": config.to_json(),
+              "skipped_images": [{"path": p, "error": e} for p, e in cache.skipped],
               "times_s": {"features": t_features, "train": t_train, "database_head": t_db,
                           "total": time.perf_counter() - t0},
               "log": log["iterations"], "hashidx_version": __version__}
     write_json(out / "train.json", record)
+    checkpointing.path.unlink(missing_ok=True)  # the run is whole: nothing left to resume
     return record

@@ -15,10 +15,12 @@ import torch
 from .model import HashHead
 from .progress import progress
 from .similarity import similarity
-from .training import TrainConfig, label_targets, network_epochs, new_head, pair_targets
+from .training import (Checkpointing, TrainConfig, label_targets, load_state, network_epochs, new_head, pair_targets,
+                       save_state)
 
 
-def train_symmetric(features: np.ndarray, labels: np.ndarray, n_classes: int, config: TrainConfig) -> tuple[HashHead, dict]:
+def train_symmetric(features: np.ndarray, labels: np.ndarray, n_classes: int, config: TrainConfig,
+                    checkpointing: Checkpointing | None = None) -> tuple[HashHead, dict]:
     """Train the head on the pool's features and labels; returns the head and the training log."""
     rng = np.random.default_rng(config.seed)
     head, opt, sched = new_head(features, n_classes, config)
@@ -28,9 +30,16 @@ def train_symmetric(features: np.ndarray, labels: np.ndarray, n_classes: int, co
     head.train()
     sim = similarity(labels, labels, n_classes)
     log: list[dict] = []
-    for it in progress(range(config.iterations), "symmetric iterations", unit="iter"):
+    start = 0
+    if checkpointing is not None and checkpointing.resume:
+        start, log, arrays = load_state(checkpointing, head, opt, sched, rng)
+        u_memory = arrays["u_memory"]
+    for it in progress(range(start, config.iterations), "symmetric iterations", unit="iter", initial=start,
+                       total=config.iterations):
         t0 = time.perf_counter()
         u_memory, losses = network_epochs(head, opt, feats, label_t, pair_targets(u_memory, sim), config, rng)
         sched.step()
         log.append({"iteration": it + 1, **losses, "r": sim.r, "network_s": time.perf_counter() - t0})
+        if checkpointing is not None:
+            save_state(checkpointing, it + 1, head, opt, rng, log, {"u_memory": u_memory})
     return head.eval(), {"iterations": log, "pool_size": int(len(labels))}

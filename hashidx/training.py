@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import warnings
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .atomic import atomic_path
+from .errors import HashidxError
 from .model import HashHead
 from .similarity import RowGroups, gram
 
@@ -72,6 +77,54 @@ def pairwise_loss(u: torch.Tensor, ttt: torch.Tensor, st: torch.Tensor, s_sq: to
     bits = u.shape[1]
     u64 = u.double()
     return ((u64 @ ttt) * u64).sum() - 2 * bits * (u64 * st).sum() + bits ** 2 * s_sq.sum()
+
+
+@dataclass(frozen=True)
+class Checkpointing:
+    """Where a training loop saves its whole state after every outer iteration, and whether to continue from it.
+
+    `identity` fingerprints the command (method, settings, data): a state written by another command
+    is never continued.
+    """
+
+    path: Path
+    identity: str
+    resume: bool = False
+
+
+def save_state(ck: Checkpointing, iteration: int, head: HashHead, opt: torch.optim.Optimizer,
+               rng: np.random.Generator, log: list[dict], arrays: dict[str, np.ndarray]) -> None:
+    """Everything the loop needs to go on as if uninterrupted; plain tensors and strings only."""
+    state = {"identity": ck.identity, "iteration": iteration, "head": head.state_dict(), "opt": opt.state_dict(),
+             "rng": json.dumps(rng.bit_generator.state), "torch_rng": torch.get_rng_state(), "log": json.dumps(log),
+             **{f"array/{k}": torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}}
+    with atomic_path(ck.path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_state(ck: Checkpointing, head: HashHead, opt: torch.optim.Optimizer, sched, rng: np.random.Generator,
+               ) -> tuple[int, list[dict], dict[str, np.ndarray]]:
+    """Restore a saved state into head, optimiser, scheduler and RNGs: (iterations done, log, arrays)."""
+    if not ck.path.is_file():
+        raise HashidxError(f"{ck.path}: nothing to resume (no saved state); run without --resume")
+    try:
+        state = torch.load(ck.path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # never relay torch's weights_only=False advice
+        raise HashidxError(f"{ck.path}: unreadable training state ({type(exc).__name__}); run without --resume") from None
+    if state.get("identity") != ck.identity:
+        raise HashidxError(f"{ck.path}: saved by a different command (method, settings or data differ); rerun "
+                           "that command with --resume, or drop --resume to start over")
+    head.load_state_dict(state["head"])
+    done = int(state["iteration"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # stepping the schedule without optimiser steps is the point here
+        for _ in range(done):
+            sched.step()
+    opt.load_state_dict(state["opt"])
+    rng.bit_generator.state = json.loads(state["rng"])
+    torch.set_rng_state(state["torch_rng"])
+    arrays = {k.split("/", 1)[1]: v.numpy() for k, v in state.items() if k.startswith("array/")}
+    return done, json.loads(state["log"]), arrays
 
 
 def label_targets(labels: np.ndarray) -> torch.Tensor:

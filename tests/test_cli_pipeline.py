@@ -208,3 +208,33 @@ def test_query_with_a_feature_cache_or_a_codes_file(run_dir, ucmd_features, ucmd
     result = CliRunner().invoke(main, ["--quiet", "query", str(index_path), str(tmp_path / "other.h5"), "-o",
                                        str(tmp_path / "x.tsv")])
     assert result.exit_code == 1 and "another model" in result.output and not (tmp_path / "x.tsv").exists()
+
+
+def test_add_images_to_an_index(run_dir, ucmd_slice, tmp_path):
+    """hashidx add: network-encoded codes after the database's ids, named in query results, repeatable."""
+    index_path = tmp_path / "db.index"
+    invoke("build-index", str(run_dir / "codes.h5"), "--type", "ivf", "-o", str(index_path))
+    split = load_split(run_dir / "split.json")
+    new = tmp_path / "new"
+    for p in split.query[:3]:
+        (new / p).parent.mkdir(parents=True, exist_ok=True)
+        (new / p).symlink_to(ucmd_slice / p)
+    msg = invoke("add", str(index_path), str(new), "--model", str(run_dir / "model.pt"))
+    assert "83 codes (3 added by the network)" in msg
+    added = CodeFile.load(tmp_path / "db.index.added.h5")
+    assert added.ids.tolist() == [80, 81, 82] and added.method == "added"
+    assert added.paths == tuple(sorted(split.query[:3]))
+    index, sidecar = idx.load(index_path)
+    assert index.ntotal == 83 and sidecar["added"] == 3
+    # An added image queried by itself comes back first, at distance 0, under its own path.
+    queries = tmp_path / "q.txt"
+    queries.write_text(f"{new / added.paths[0]}\n", encoding="utf-8")
+    invoke("query", str(index_path), str(queries), "--model", str(run_dir / "model.pt"), "--nprobe",
+           str(sidecar["nlist"]), "-k", "100", "-o", str(tmp_path / "r.tsv"))
+    rows = [line.split("\t") for line in (tmp_path / "r.tsv").read_text().splitlines()[1:]]
+    mine = next(r for r in rows if r[2] == "80")
+    assert mine[3] == added.paths[0] and mine[4] == "0"
+    # A second add appends: ids continue and the added file holds both batches.
+    invoke("add", str(index_path), str(queries), "--model", str(run_dir / "model.pt"))
+    assert CodeFile.load(tmp_path / "db.index.added.h5").ids.tolist() == [80, 81, 82, 83]
+    assert idx.load(index_path)[0].ntotal == 84

@@ -1,0 +1,84 @@
+"""New images into an existing index: network-encoded codes (sgn F(x)), ids after the index's own.
+
+The added items' codes, ids and paths go to INDEX.added.h5 (the codes.h5 layout, method "added"),
+so query results can name them; the sidecar counts them and names that file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from . import index as idx
+from .atomic import sha256_file
+from .codes import CodeFile
+from .datasets import IMAGE_SUFFIXES
+from .encoder import Encoder
+from .errors import HashidxError
+from .model import load_checkpoint
+from .query import read_query_file
+
+ADDED_ENCODING = "network: sgn(F(x)) of the image (hashidx add)"
+
+
+def added_path(index_path: str | Path) -> Path:
+    return Path(f"{index_path}.added.h5")
+
+
+def image_list(source: str | Path) -> list[tuple[str, Path]]:
+    """(name, path) of the images to add: every image under a folder (sorted), or a query-style list file."""
+    source = Path(source)
+    if source.is_dir():
+        found = sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                       and not p.name.startswith("."))
+        if not found:
+            raise HashidxError(f"{source}: no JPEG/PNG/TIFF images in this folder")
+        return [(p.relative_to(source).as_posix(), p.resolve()) for p in found]
+    return read_query_file(source)
+
+
+def add_images(index_path: str | Path, model_path: str | Path, source: str | Path, batch_size: int = 8,
+               on_error: str = "fail", allow_model_mismatch: bool = False) -> tuple[dict, list[tuple[str, str]]]:
+    """Encode the images with the model and add them to the index; returns (new sidecar, skipped)."""
+    index_path = Path(index_path)
+    index, sidecar = idx.load(index_path)
+    head, config = load_checkpoint(model_path)
+    encoder = Encoder(head, config)
+    if encoder.bits != sidecar["bits"]:
+        raise HashidxError(f"{model_path}: {encoder.bits}-bit model but {index_path} holds {sidecar['bits']}-bit codes; "
+                           "use the model the index's codes were trained with")
+    model_sha = sha256_file(model_path)
+    if sidecar.get("model_sha256") and sidecar["model_sha256"] != model_sha and not allow_model_mismatch:
+        raise HashidxError(f"{model_path}: not the model that produced the index's codes (sha256 differs); "
+                           "use that run's model.pt, or --allow-model-mismatch to add anyway")
+    items = image_list(source)
+    codes, kept, skipped = encoder.encode_images([p for _, p in items], batch_size, on_error)
+    if len(kept) == 0:
+        raise HashidxError(f"{source}: none of the images could be read; first: {skipped[0][1]}")
+    existing = faiss.vector_to_array(index.id_map) if index.ntotal else np.empty(0, np.int64)
+    start = int(existing.max()) + 1 if len(existing) else 0
+    ids = np.arange(start, start + len(kept), dtype=np.int64)
+    names = tuple(items[i][0] for i in kept)
+
+    extra = added_path(index_path)
+    if extra.exists() and sidecar.get("added_file"):
+        old = CodeFile.load(extra)
+        codes_all, ids_all, names_all = (np.concatenate([old.codes, codes]), np.concatenate([old.ids, ids]),
+                                         old.paths + names)
+    else:
+        codes_all, ids_all, names_all = codes, ids, names
+    # Added items first: a kill before the index lands leaves paths for ids the index lacks, which is harmless.
+    CodeFile(codes_all, ids_all, names_all, np.full(len(ids_all), -1, dtype=np.int64), sidecar["bits"], "added",
+             {"model_sha256": model_sha, "encoding": ADDED_ENCODING}).save(extra)
+    index.add_with_ids(codes, ids)
+    params = {k: v for k, v in sidecar.items() if k in ("index_type", "bits", "nlist", "nprobe", "M", "efSearch")}
+    params.update(count=int(index.ntotal), added=int(len(ids_all)),
+                  added_file=os.path.relpath(extra.resolve(), index_path.resolve().parent))
+    codes_path = idx.codes_file_of(index_path, sidecar)
+    new = idx.save(index, index_path, params, codes_path,
+                   {"method": sidecar.get("method"), "model_sha256": sidecar.get("model_sha256")},
+                   codes_sha256=sidecar.get("codes_sha256"))
+    return new, [(items[i][0], reason) for i, reason in skipped]
