@@ -13,10 +13,9 @@ import numpy as np
 import torch
 
 from .model import HashHead
-from .progress import progress
 from .similarity import similarity
-from .training import (Checkpointing, TrainConfig, label_targets, load_state, network_epochs, new_head, pair_targets,
-                       save_state)
+from .training import (Checkpointing, TrainConfig, label_targets, network_epochs, new_head, outer_iterations,
+                       pair_targets, resume_point, save_state)
 
 
 def train_symmetric(features: np.ndarray, labels: np.ndarray, n_classes: int, config: TrainConfig,
@@ -29,13 +28,9 @@ def train_symmetric(features: np.ndarray, labels: np.ndarray, n_classes: int, co
     u_memory = head.embed(features).astype(np.float64)
     head.train()
     sim = similarity(labels, labels, n_classes)
-    log: list[dict] = []
-    start = 0
-    if checkpointing is not None and checkpointing.resume:
-        start, log, arrays = load_state(checkpointing, head, opt, sched, rng)
-        u_memory = arrays["u_memory"]
-    for it in progress(range(start, config.iterations), "symmetric iterations", unit="iter", initial=start,
-                       total=config.iterations):
+    start, log, saved = resume_point(checkpointing, head, opt, sched, rng)
+    u_memory = saved.get("u_memory", u_memory)
+    for it in outer_iterations(config, start, "symmetric iterations"):
         t0 = time.perf_counter()
         u_memory, losses = network_epochs(head, opt, feats, label_t, pair_targets(u_memory, sim), config, rng)
         sched.step()

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from .atomic import atomic_path
 from .errors import HashidxError
 from .model import HashHead
+from .progress import progress
 from .similarity import RowGroups, gram
 
 
@@ -125,6 +126,19 @@ def load_state(ck: Checkpointing, head: HashHead, opt: torch.optim.Optimizer, sc
     torch.set_rng_state(state["torch_rng"])
     arrays = {k.split("/", 1)[1]: v.numpy() for k, v in state.items() if k.startswith("array/")}
     return done, json.loads(state["log"]), arrays
+
+
+def resume_point(ck: Checkpointing | None, head: HashHead, opt: torch.optim.Optimizer, sched,
+                 rng: np.random.Generator) -> tuple[int, list[dict], dict[str, np.ndarray]]:
+    """(iterations done, log, saved arrays): the saved state when resuming, else a fresh start."""
+    if ck is None or not ck.resume:
+        return 0, [], {}
+    return load_state(ck, head, opt, sched, rng)
+
+
+def outer_iterations(config: TrainConfig, start: int, desc: str):
+    """Iterations start..T-1 behind a progress bar that counts from `start`."""
+    return progress(range(start, config.iterations), desc, unit="iter", initial=start, total=config.iterations)
 
 
 def label_targets(labels: np.ndarray) -> torch.Tensor:

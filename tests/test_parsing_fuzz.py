@@ -37,12 +37,8 @@ def test_tables_with_a_path_column_read_back_exactly(names, delim, end):
 @settings(max_examples=300, deadline=None)
 @given(st.text(max_size=200))
 def test_any_query_text_parses_or_fails_with_a_hashidx_error(text):
-    try:
-        names = parse_query_text(text, "q.txt")
-    except HashidxError as exc:
-        assert str(exc).startswith("q.txt")
-        return
-    assert names and all(n == n.strip() and n for n in names)
+    names = _parsed_or_refused(parse_query_text, text, "q.txt")
+    assert names is None or (names and all(n == n.strip() and n for n in names))
 
 
 @settings(max_examples=300, deadline=None)
@@ -55,9 +51,14 @@ def test_list_files_read_back_exactly(rows):
 @settings(max_examples=300, deadline=None)
 @given(st.text(max_size=200))
 def test_any_list_text_parses_or_fails_naming_the_file(text):
+    rows = _parsed_or_refused(parse_list_text, text, "l.txt")
+    assert rows is None or (rows and all(p and label and "\t" not in p + label for p, label in rows))
+
+
+def _parsed_or_refused(parse, text: str, source: str):
+    """The parse, or None after checking the refusal is a HashidxError that names the file."""
     try:
-        rows = parse_list_text(text, "l.txt")
+        return parse(text, source)
     except HashidxError as exc:
-        assert str(exc).startswith("l.txt")
-        return
-    assert rows and all(p and label and "\t" not in p + label for p, label in rows)
+        assert str(exc).startswith(source)
+        return None
