@@ -129,10 +129,8 @@ def test_soft_similarity_ratio():
 
 def _settled_problem(seed, n=400, m=30, bits=16, classes=5):
     """Codes as they look after a few iterations: most rows of a class share its code."""
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, classes, n)
-    omega = rng.choice(n, m, replace=False)
-    u = np.tanh(rng.normal(size=(m, bits)))
+    labels, omega, u, _, _ = _problem(seed, n, m, bits, classes)
+    rng = np.random.default_rng(seed + 100)
     class_codes = np.where(rng.normal(size=(classes, bits)) >= 0, 1, -1).astype(np.int8)
     v = class_codes[labels]
     flip = rng.random(v.shape) < 0.02
