@@ -19,7 +19,7 @@ from .datasets import IMAGE_SUFFIXES
 from .encoder import Encoder
 from .errors import HashidxError
 from .model import load_checkpoint
-from .query import read_query_file
+from .query import check_model, read_query_file
 
 ADDED_ENCODING = "network: sgn(F(x)) of the image (hashidx add)"
 
@@ -47,13 +47,9 @@ def add_images(index_path: str | Path, model_path: str | Path, source: str | Pat
     index, sidecar = idx.load(index_path)
     head, config = load_checkpoint(model_path)
     encoder = Encoder(head, config)
-    if encoder.bits != sidecar["bits"]:
-        raise HashidxError(f"{model_path}: {encoder.bits}-bit model but {index_path} holds {sidecar['bits']}-bit codes; "
-                           "use the model the index's codes were trained with")
     model_sha = sha256_file(model_path)
-    if sidecar.get("model_sha256") and sidecar["model_sha256"] != model_sha and not allow_model_mismatch:
-        raise HashidxError(f"{model_path}: not the model that produced the index's codes (sha256 differs); "
-                           "use that run's model.pt, or --allow-model-mismatch to add anyway")
+    check_model(model_path, encoder.bits, model_sha, sidecar["bits"], sidecar.get("model_sha256"),
+                allow_model_mismatch, "model")
     items = image_list(source)
     codes, kept, skipped = encoder.encode_images([p for _, p in items], batch_size, on_error)
     if len(kept) == 0:

@@ -66,13 +66,15 @@ def extract(paths: Sequence[Path], extractor: FeatureExtractor, image_size: int,
     """Backbone features of image files, averaged over `views` orientations.
 
     on_error="fail" stops at the first unreadable image (its path in the error); "skip" leaves it out
-    and records it. `resume` continues a partial extraction; `checkpoint` receives the progress every
-    `every` batches (what makes an interrupted extraction resumable).
+    and records it. `resume` continues a partial extraction. Every `every` batches `checkpoint`
+    receives the rows added since its previous call (features and kept hold only those; skipped
+    and done are the totals): what makes an interrupted extraction resumable.
     """
     if on_error not in ON_ERROR:
         raise HashidxError(f"--on-error {on_error}: choose fail or skip")
     state = resume or Extraction.empty(extractor.spec.feature_dim)
     feats, kept, skipped = [state.features], [state.kept], list(state.skipped)
+    reported = len(feats)  # batches in `feats` already passed to checkpoint (or resumed from)
     starts = range(state.done, len(paths), batch_size)
     for b, start in enumerate(progress(starts, desc, total=len(starts), unit="batch"), 1):
         ok, arrays = _decode(paths, range(start, min(start + batch_size, len(paths))), image_size, on_error, skipped)
@@ -80,11 +82,14 @@ def extract(paths: Sequence[Path], extractor: FeatureExtractor, image_size: int,
             batch = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
             feats.append(extractor(batch, views).numpy())
             kept.append(np.asarray(ok, dtype=np.int64))
-        state = Extraction(np.concatenate(feats), np.concatenate(kept), skipped, min(start + batch_size, len(paths)))
-        feats, kept = [state.features], [state.kept]
-        if checkpoint is not None and b % every == 0 and state.done < len(paths):
-            checkpoint(state)
-    return state
+        done = min(start + batch_size, len(paths))
+        if checkpoint is not None and b % every == 0 and done < len(paths):
+            new_rows = feats[reported:] or [np.empty((0, extractor.spec.feature_dim), np.float32)]
+            checkpoint(Extraction(np.concatenate(new_rows), np.concatenate(kept[reported:] or [np.empty(0, np.int64)]),
+                                  skipped, done))
+            reported = len(feats)
+    # One concatenation at the end: the rows are never copied per batch.
+    return Extraction(np.concatenate(feats), np.concatenate(kept), skipped, len(paths))
 
 
 @dataclass
@@ -130,25 +135,48 @@ def _identity(ds: Dataset, backbone: str, size: int, views: int) -> str:
     return h.hexdigest()
 
 
-def _save_partial(path: Path, state: Extraction, identity: str) -> None:
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("features", data=state.features)
-            f.create_dataset("kept", data=state.kept)
-            f.attrs.update({"kind": "hashidx-features-partial", "identity": identity, "done": state.done,
-                            "skipped": json.dumps(state.skipped)})
+class _Partial:
+    """OUTPUT.partial: rows appended in place as the extraction goes; kind hashidx-features-partial, never a cache.
 
+    `rows` and `done` are updated only after the rows they count are written. A kill inside an
+    append can leave a file that does not open; it is then ignored and the extraction restarts.
+    """
 
-def _load_partial(path: Path, identity: str) -> Extraction | None:
-    """The progress saved in `path` if it is of this very extraction, else None (it is then overwritten)."""
-    try:
-        with h5py.File(path, "r") as f:
-            if f.attrs.get("kind") != "hashidx-features-partial" or f.attrs.get("identity") != identity:
-                return None
-            return Extraction(f["features"][:], f["kept"][:], [tuple(x) for x in json.loads(f.attrs["skipped"])],
-                              int(f.attrs["done"]))
-    except (OSError, KeyError, ValueError):
-        return None
+    KIND = "hashidx-features-partial"
+
+    def __init__(self, path: Path, identity: str):
+        self.path, self.identity = path, identity
+
+    def load(self) -> Extraction | None:
+        """The progress saved for this very extraction, or None."""
+        try:
+            with h5py.File(self.path, "r") as f:
+                if f.attrs.get("kind") != self.KIND or f.attrs.get("identity") != self.identity:
+                    return None
+                rows = int(f.attrs["rows"])
+                return Extraction(f["features"][:rows], f["kept"][:rows],
+                                  [tuple(x) for x in json.loads(f.attrs["skipped"])], int(f.attrs["done"]))
+        except (OSError, KeyError, ValueError):
+            return None
+
+    def start(self, resumed: Extraction | None, dim: int) -> None:
+        """A fresh file, unless resuming (then the file already holds the resumed rows)."""
+        if resumed is not None:
+            return
+        with atomic_path(self.path) as tmp:
+            with h5py.File(tmp, "w") as f:
+                f.create_dataset("features", shape=(0, dim), maxshape=(None, dim), dtype=np.float32, chunks=(256, dim))
+                f.create_dataset("kept", shape=(0,), maxshape=(None,), dtype=np.int64, chunks=(4096,))
+                f.attrs.update({"kind": self.KIND, "identity": self.identity, "rows": 0, "done": 0, "skipped": "[]"})
+
+    def append(self, new: Extraction) -> None:
+        with h5py.File(self.path, "a") as f:
+            rows = int(f.attrs["rows"])
+            for name, data in (("features", new.features), ("kept", new.kept)):
+                f[name].resize(rows + len(data), axis=0)
+                f[name][rows:] = data
+            f.flush()
+            f.attrs.update({"rows": rows + len(new.kept), "done": new.done, "skipped": json.dumps(new.skipped)})
 
 
 def compute_features(ds: Dataset, backbone: str, image_size: int | None = None, views: int = DEFAULT_VIEWS,
@@ -165,10 +193,10 @@ def compute_features(ds: Dataset, backbone: str, image_size: int | None = None, 
     paths = [ds.absolute(i) for i in range(len(ds))]
     resume, save = None, None
     if partial is not None:
-        partial = Path(partial)
-        identity = _identity(ds, backbone, size, check_views(views))
-        resume = _load_partial(partial, identity) if partial.exists() else None
-        save = lambda state: _save_partial(partial, state, identity)  # noqa: E731
+        keeper = _Partial(Path(partial), _identity(ds, backbone, size, check_views(views)))
+        resume = keeper.load() if keeper.path.exists() else None
+        keeper.start(resume, spec.feature_dim)
+        save = keeper.append
     if checkpoint_every < 1:
         raise HashidxError(f"--checkpoint-every {checkpoint_every}: use a number of batches >= 1")
     state = extract(paths, extractor, size, check_views(views), batch_size, on_error=on_error, resume=resume,

@@ -122,7 +122,7 @@ def query_codes(query_file: str | Path, model_path: str | Path | None, bits: int
     if kind == "hashidx-codes":
         # Precomputed codes need no model; the torch stack is never imported on this path.
         cf = CodeFile.load(query_file)
-        _check_model(query_file, cf.bits, cf.attrs.get("model_sha256"), bits, model_sha256, allow_model_mismatch,
+        check_model(query_file, cf.bits, cf.attrs.get("model_sha256"), bits, model_sha256, allow_model_mismatch,
                      "codes")
         return list(cf.paths), cf.codes, []
     if model_path is None:
@@ -132,7 +132,7 @@ def query_codes(query_file: str | Path, model_path: str | Path | None, bits: int
 
     head, config = load_checkpoint(model_path)
     encoder = Encoder(head, config)
-    _check_model(model_path, encoder.bits, sha256_file(model_path), bits, model_sha256, allow_model_mismatch, "model")
+    check_model(model_path, encoder.bits, sha256_file(model_path), bits, model_sha256, allow_model_mismatch, "model")
     if kind == "hashidx-features":
         from .features import FeatureCache
 
@@ -146,9 +146,9 @@ def query_codes(query_file: str | Path, model_path: str | Path | None, bits: int
     return [queries[i][0] for i in kept], codes, [(queries[i][0], reason) for i, reason in skipped]
 
 
-def _check_model(source: Path | str, have_bits: int, have_sha: str | None, index_bits: int, index_sha: str | None,
+def check_model(source: Path | str, have_bits: int, have_sha: str | None, index_bits: int, index_sha: str | None,
                  allow_mismatch: bool, what: str) -> None:
-    """Refuse queries coded by another model than the index's codes (a different bit length always)."""
+    """Refuse codes from another model than the index's (a different bit length always); `what` is model or codes."""
     if have_bits != index_bits:
         raise HashidxError(f"{source}: {have_bits}-bit {what} but the index holds {index_bits}-bit codes; "
                            "use the model the index's codes were trained with")
@@ -156,7 +156,7 @@ def _check_model(source: Path | str, have_bits: int, have_sha: str | None, index
         problem = ("not the model that produced the index's codes" if what == "model"
                    else "query codes made by another model than the index's codes")
         raise HashidxError(f"{source}: {problem} (sha256 differs); use that run's model.pt, "
-                           "or --allow-model-mismatch to search anyway")
+                           "or --allow-model-mismatch to go on anyway")
 
 
 def run_query(index_path: str | Path, query_file: str | Path, model_path: str | Path | None = None, k: int = 20,
