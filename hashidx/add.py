@@ -50,14 +50,11 @@ def add_images(index_path: str | Path, model_path: str | Path, source: str | Pat
     model_sha = sha256_file(model_path)
     check_model(model_path, encoder.bits, model_sha, sidecar["bits"], sidecar.get("model_sha256"),
                 allow_model_mismatch, "model")
-    items = image_list(source)
-    codes, kept, skipped = encoder.encode_images([p for _, p in items], batch_size, on_error)
-    if len(kept) == 0:
-        raise HashidxError(f"{source}: none of the images could be read; first: {skipped[0][1]}")
+    names, codes, skipped = encoder.encode_named(image_list(source), source, batch_size, on_error)
     existing = faiss.vector_to_array(index.id_map) if index.ntotal else np.empty(0, np.int64)
     start = int(existing.max()) + 1 if len(existing) else 0
-    ids = np.arange(start, start + len(kept), dtype=np.int64)
-    names = tuple(items[i][0] for i in kept)
+    ids = np.arange(start, start + len(names), dtype=np.int64)
+    names = tuple(names)
 
     extra = added_path(index_path)
     if extra.exists() and sidecar.get("added_file"):
@@ -77,4 +74,4 @@ def add_images(index_path: str | Path, model_path: str | Path, source: str | Pat
     new = idx.save(index, index_path, params, codes_path,
                    {"method": sidecar.get("method"), "model_sha256": sidecar.get("model_sha256")},
                    codes_sha256=sidecar.get("codes_sha256"))
-    return new, [(items[i][0], reason) for i, reason in skipped]
+    return new, skipped

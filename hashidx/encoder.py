@@ -48,3 +48,11 @@ class Encoder:
         state = extract(paths, self._extractor, int(self.config["image_size"]), int(self.config["views"]), batch_size,
                         desc="encode images", on_error=on_error)
         return self.encode_features(state.features), state.kept, state.skipped
+
+    def encode_named(self, items: Sequence[tuple[str, Path]], source: str | Path, batch_size: int = 8,
+                     on_error: str = "fail") -> tuple[list[str], np.ndarray, list[tuple[str, str]]]:
+        """(names, codes, skipped (name, reason)) for named image files; refuses when none could be read."""
+        codes, kept, skipped = self.encode_images([p for _, p in items], batch_size, on_error)
+        if len(kept) == 0:
+            raise HashidxError(f"{source}: none of the images could be read; first: {skipped[0][1]}")
+        return [items[i][0] for i in kept], codes, [(items[i][0], reason) for i, reason in skipped]

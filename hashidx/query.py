@@ -141,9 +141,7 @@ def query_codes(query_file: str | Path, model_path: str | Path | None, bits: int
         return list(cache.dataset.paths), encoder.encode_features(cache.features), []
     if kind is not None:
         raise HashidxError(f"{query_file}: HDF5 of kind {kind!r}; query with an image list, a feature cache or a codes file")
-    queries = read_query_file(query_file)
-    codes, kept, skipped = encoder.encode_images([p for _, p in queries], batch_size, on_error)
-    return [queries[i][0] for i in kept], codes, [(queries[i][0], reason) for i, reason in skipped]
+    return encoder.encode_named(read_query_file(query_file), query_file, batch_size, on_error)
 
 
 def check_model(source: Path | str, have_bits: int, have_sha: str | None, index_bits: int, index_sha: str | None,
@@ -170,8 +168,6 @@ def run_query(index_path: str | Path, query_file: str | Path, model_path: str | 
         raise HashidxError(f"{index_path}: the index is empty; rebuild it with 'hashidx build-index CODES.h5'")
     names, codes, skipped = query_codes(query_file, model_path, sidecar["bits"], sidecar.get("model_sha256"),
                                         batch_size, allow_model_mismatch, on_error)
-    if len(codes) == 0:
-        raise HashidxError(f"{query_file}: none of the queries could be read; first: {skipped[0][1]}")
     if nprobe is not None:
         idx.set_nprobe(index, nprobe)
     blocks = [idx.search(index, codes[lo:lo + QUERY_BATCH], k) for lo in range(0, len(codes), QUERY_BATCH)]
