@@ -202,12 +202,14 @@ def add(index_path: Path, source: Path, model_path: Path, batch_size: int, allow
 @click.option("--nprobe", type=int, default=None, help="Override the index's IVF nprobe.")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Results file.")
 @click.option("--format", "fmt", type=click.Choice(["tsv", "jsonl"]), default="tsv", show_default=True)
+@click.option("--html", "html_path", type=click.Path(path_type=Path),
+              help="Also write a gallery: one self-contained HTML page of each query beside its results.")
 @click.option("--batch-size", type=int, default=8, show_default=True, help="Images per backbone call.")
 @click.option("--allow-model-mismatch", is_flag=True, help="Search even if the model is not the one the codes came from.")
 @ON_ERROR_OPTION
 @_one_line_errors
 def query(index_path: Path, query_file: Path, model_path: Path | None, k: int, nprobe: int | None, output: Path,
-          fmt: str, batch_size: int, allow_model_mismatch: bool, on_error: str) -> None:
+          fmt: str, html_path: Path | None, batch_size: int, allow_model_mismatch: bool, on_error: str) -> None:
     """Answer QUERIES against INDEX: write (query, rank, id, path, distance) rows.
 
     \b
@@ -215,6 +217,9 @@ def query(index_path: Path, query_file: Path, model_path: Path | None, k: int, n
       - image paths, one a line, or a CSV/TSV with a 'path' column (encoded with --model);
       - a feature cache from 'hashidx features' (its rows, through the --model head);
       - a codes file (codes.h5 layout): searched as is, no model needed.
+
+    The --html gallery frames a result green or red when both classes are known: queries from a
+    feature cache or codes file, or images inside a folder named after one of the model's classes.
     """
     from .query import run_query, write_results
 
@@ -222,6 +227,11 @@ def query(index_path: Path, query_file: Path, model_path: Path | None, k: int, n
     write_results(results, output, fmt)
     _report_skipped(results.skipped, "no result rows for them")
     click.echo(f"{output}: {len(results)} results for {len(results.queries)} queries")
+    if html_path is not None:
+        from .gallery import write_gallery
+
+        write_gallery(results, html_path, f"{query_file.name} against {index_path.name}")
+        click.echo(f"{html_path}: gallery of {len(results.queries)} queries (open it in a browser)")
 
 
 @main.command()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import h5py
 import numpy as np
@@ -75,8 +77,16 @@ class CodeFile:
             return cls(codes, f["ids"][:], strings(f["paths"]), f["labels"][:], bits, str(f.attrs["method"]), attrs)
 
 
-def paths_by_id(path: str | Path, ids: np.ndarray) -> dict[int, str]:
-    """{id: path} for those of `ids` the codes file holds, reading only their rows."""
+class Item(NamedTuple):
+    """A database item as a codes file knows it: stored path, class name, image file (None where unknown)."""
+
+    path: str
+    label: str | None
+    file: Path | None
+
+
+def items_by_id(path: str | Path, ids: np.ndarray) -> dict[int, Item]:
+    """{id: Item} for those of `ids` the codes file holds, reading only their rows."""
     with read_h5(path, "hashidx-codes", "codes file", "rebuild the index from a codes.h5") as f:
         all_ids = f["ids"][:]
         ids = np.unique(np.asarray(ids, dtype=np.int64))
@@ -94,5 +104,12 @@ def paths_by_id(path: str | Path, ids: np.ndarray) -> dict[int, str]:
             return {}
         # h5py reads a selection only in increasing order.
         unique, inverse = np.unique(rows, return_inverse=True)
-        found_paths = f["paths"][unique]
-    return {int(i): found_paths[j].decode() for i, j in zip(ids.tolist(), inverse.ravel().tolist())}
+        found_paths, found_labels = f["paths"][unique], f["labels"][unique]
+        classes = json.loads(f.attrs.get("classes", "[]"))
+        root = f.attrs.get("image_root")
+    out = {}
+    for i, j in zip(ids.tolist(), inverse.ravel().tolist()):
+        label, name = int(found_labels[j]), found_paths[j].decode()
+        file = Path(root) / name if root else (Path(name) if Path(name).is_absolute() else None)
+        out[int(i)] = Item(name, classes[label] if 0 <= label < len(classes) else None, file)
+    return out

@@ -11,6 +11,7 @@ from PIL import Image
 from . import index as idx
 from .datasets import load_dataset
 from .evaluate import evaluate_run
+from .gallery import write_gallery
 from .query import run_query, write_results
 from .runs import train_run
 from .split import load_split
@@ -60,8 +61,8 @@ def make_demo_images(root: str | Path, per_class: int = 20, size: int = 96, seed
 
 
 def run_demo(out: str | Path, data: str | Path | None = None, bits: int = 32,
-             echo: Callable[[str], None] = print) -> dict:
-    """features → train → build-index → query → evaluate, every file under `out`."""
+             echo: Callable[[str], None] = print, n_queries: int = 20, k: int = 10) -> dict:
+    """features → train → build-index → query (+ gallery) → evaluate, every file under `out`."""
     out = Path(out)
     if data is None:
         data = make_demo_images(out / "images")
@@ -73,10 +74,11 @@ def run_demo(out: str | Path, data: str | Path | None = None, bits: int = 32,
     split = load_split(run / "split.json")
     root = load_dataset(data).root
     query_file = out / "queries.txt"
-    query_file.write_text("".join(f"{(root / p).resolve()}\n" for p in split.query[:5]), encoding="utf-8")
-    results = run_query(out / "index.faiss", query_file, run / "model.pt", k=5)
+    query_file.write_text("".join(f"{(root / p).resolve()}\n" for p in split.query[::max(1, len(split.query) // n_queries)][:n_queries]), encoding="utf-8")
+    results = run_query(out / "index.faiss", query_file, run / "model.pt", k=k)
     write_results(results, out / "results.tsv")
-    echo(f"answered {query_file} into {out / 'results.tsv'}")
+    write_gallery(results, out / "gallery.html", f"hashidx demo: {len(results.queries)} queries on {Path(data).name}")
+    echo(f"answered {query_file} into {out / 'results.tsv'}; open {out / 'gallery.html'} to see them")
     metrics = evaluate_run(run)
     return {k: metrics[k] for k in ("mAP", "mAP@10", "P@10", "P@H<=2", "bits", "n_query", "n_database")}
 

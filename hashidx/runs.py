@@ -136,7 +136,9 @@ def train_run(source: str | Path, out_dir: str | Path, method: str = "ahcl", bit
     CodeFile(codes, np.arange(len(db_labels), dtype=np.int64), db_paths, db_labels, bits, method,
              {"model_sha256": sha256_file(out / "model.pt"), "split_sha256": sha256_file(out / "split.json"),
               "encoding": ENCODING[method], "backbone": cache.backbone, "label_only_items": len(db_labels) - len(db_idx),
-              "classes": json.dumps(list(ds.classes))}).save(out / "codes.h5")
+              "classes": json.dumps(list(ds.classes)),
+              # Where the database paths are relative to: galleries show their pixels from here.
+              "image_root": str(ds.root.resolve())}).save(out / "codes.h5")
     record = {"command": sys.argv, "method": method, "bits": bits, "seed": seed, "features": str(features_path),
               "backbone": cache.backbone, "image_size": cache.image_size, "views": cache.views, "split": {
                   "seed": split.seed, "query_fraction": split.query_fraction,
