@@ -278,6 +278,44 @@ def bench(data: Path, bits: list[int], methods: list[str], views: int, train_poo
     click.echo(f"{output / 'report.md'}: {len(report['results'])} runs in {report['total_s']:.0f}s")
 
 
+@main.group(cls=_PipelineOrder)
+def datasets() -> None:
+    """Public remote-sensing scene datasets: list them, download one as class folders."""
+
+
+@datasets.command("list")
+def datasets_list() -> None:
+    """Each dataset's name, size, where it comes from, and whether hashidx can fetch it directly."""
+    from .download import CATALOGUE
+
+    for s in CATALOGUE.values():
+        how = "direct, MD5 checked" if s.url else f"by hand ({s.note}), then --archive"
+        click.echo(f"{s.name:<14} {s.title}: {s.classes} classes, {s.images:,} images, {s.pixels}; "
+                   f"{s.size}; {how}\n{'':<14} {s.url or s.page}")
+
+
+@datasets.command("download")
+@click.argument("name")
+@click.option("--root", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder to put ROOT/NAME (class folders) in.")
+@click.option("--url", help="A mirror to download from instead; the archive's MD5 is still checked.")
+@click.option("--archive", type=click.Path(path_type=Path),
+              help="An archive you downloaded yourself (datasets with no direct download): check and unpack it.")
+@click.option("--keep-archive", is_flag=True, help="Keep the downloaded archive after unpacking.")
+@_one_line_errors
+def datasets_download(name: str, root: Path, url: str | None, archive: Path | None, keep_archive: bool) -> None:
+    """Download dataset NAME (see 'hashidx datasets list') and unpack it to ROOT/NAME as class folders.
+
+    An interrupted download continues where it stopped when the command is run again.
+    """
+    from .datasets import load_dataset
+    from .download import download
+
+    folder = download(name, root, url, archive, keep_archive)
+    ds = load_dataset(folder)
+    click.echo(f"{folder}: {len(ds)} images in {len(ds.classes)} classes; next: hashidx features {folder} -o FEATURES.h5")
+
+
 @main.command()
 @click.option("--data", type=click.Path(exists=True, path_type=Path), help="Run on a real dataset instead.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("hashidx-demo"), show_default=True)
