@@ -278,6 +278,31 @@ def bench(data: Path, bits: list[int], methods: list[str], views: int, train_poo
     click.echo(f"{output / 'report.md'}: {len(report['results'])} runs in {report['total_s']:.0f}s")
 
 
+@main.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+@click.option("--check", is_flag=True, help="Exit 2 when a companion file differs or is missing.")
+@_one_line_errors
+def info(file: Path, as_json: bool, check: bool) -> None:
+    """What FILE is (features, codes, labels, model, training state, index, split/train/eval JSON) and
+    whether its companions (the model its codes came from, the codes an index was built from...) match."""
+    from .info import describe
+
+    d = describe(file)
+    if as_json:
+        click.echo(json.dumps(d, indent=2, default=str))
+    else:
+        click.echo(f"{d['file']}: {d['what']}")
+        for key, value in d["facts"].items():
+            if value is not None:
+                click.echo(f"  {key}: {value:,}" if isinstance(value, int) and not isinstance(value, bool)
+                           else f"  {key}: {value}")
+        for c in d["companions"]:
+            click.echo(f"  [{c['status']}] {c['file']}" + (f": {c['detail']}" if c["detail"] else ""))
+    if check and any(c["status"] in ("differs", "missing") for c in d["companions"]):
+        sys.exit(2)
+
+
 @main.group(cls=_PipelineOrder)
 def datasets() -> None:
     """Public remote-sensing scene datasets: list them, download one as class folders."""
