@@ -345,12 +345,16 @@ def datasets_download(name: str, root: Path, url: str | None, archive: Path | No
 @click.option("--data", type=click.Path(exists=True, path_type=Path), help="Run on a real dataset instead.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("hashidx-demo"), show_default=True)
 @click.option("--bits", type=int, default=32, show_default=True)
+@VIEWS_OPTION
 @_one_line_errors
-def demo(data: Path | None, output: Path, bits: int) -> None:
-    """The whole pipeline on a generated image set (no network, no arguments), or on --data DIR."""
+def demo(data: Path | None, output: Path, bits: int, views: int) -> None:
+    """The whole pipeline on a generated image set (no network, no arguments), or on --data DIR.
+
+    Writes OUTPUT/gallery.html: 20 of the split's queries beside their top 10.
+    """
     from .demo import run_demo
 
-    summary = run_demo(output, data, bits, echo=click.echo)
+    summary = run_demo(output, data, bits, echo=click.echo, views=views)
     click.echo(json.dumps(summary, indent=2))
 
 

@@ -61,14 +61,14 @@ def make_demo_images(root: str | Path, per_class: int = 20, size: int = 96, seed
 
 
 def run_demo(out: str | Path, data: str | Path | None = None, bits: int = 32,
-             echo: Callable[[str], None] = print, n_queries: int = 20, k: int = 10) -> dict:
+             echo: Callable[[str], None] = print, n_queries: int = 20, k: int = 10, views: int = 8) -> dict:
     """features → train → build-index → query (+ gallery) → evaluate, every file under `out`."""
     out = Path(out)
     if data is None:
         data = make_demo_images(out / "images")
         echo(f"generated {len(DEMO_CLASSES)} classes x 20 images under {data}")
     run = out / "run"
-    rec = train_run(data, run, "ahcl", bits)
+    rec = train_run(data, run, "ahcl", bits, views=views)
     echo(f"trained AHCL ({bits} bits) in {rec['times_s']['train']:.1f}s; codes in {run / 'codes.h5'}")
     idx.build_file(run / "codes.h5", out / "index.faiss", "flat")
     split = load_split(run / "split.json")
