@@ -12,11 +12,10 @@ import numpy as np
 import torch
 
 from .codes import pack, unpack
-from .model import HashHead
 from .similarity import READ_CHUNK, row_groups, similarity
 from .solver import update_codes
-from .training import (Checkpointing, TrainConfig, label_targets, network_epochs, new_head, outer_iterations,
-                       pair_targets, resume_point, save_state)
+from .training import (Checkpointing, Network, TrainConfig, frozen_network, label_targets, network_epochs,
+                       outer_iterations, pair_targets, resume_point, save_state)
 
 
 def initial_codes(n: int, bits: int, rng: np.random.Generator) -> np.ndarray:
@@ -28,27 +27,27 @@ def initial_codes(n: int, bits: int, rng: np.random.Generator) -> np.ndarray:
     return v
 
 
-def train_ahcl(features: np.ndarray, labels: np.ndarray, n_classes: int, config: TrainConfig,
+def train_ahcl(features: np.ndarray | Network, labels: np.ndarray, n_classes: int, config: TrainConfig,
                pool: np.ndarray | None = None, checkpointing: Checkpointing | None = None,
-               ) -> tuple[HashHead, np.ndarray, dict]:
+               ) -> tuple[torch.nn.Module, np.ndarray, dict]:
     """Learn the hash head and the database codes V ({-1,+1}, n x bits) of every labelled item.
 
     `features` (p x d) are the backbone outputs of the pool images, whose database positions are
-    `pool` (default: all of `labels`); items outside the pool need only their label. `labels` are
+    `pool` (default: all of `labels`); items outside the pool need only their label. A `Network`
+    instead trains that module on its own inputs (end-to-end fine-tuning on the pool's images). `labels` are
     class indices (n,) or multi-hot rows (n x C). With `checkpointing`, the state is saved after
     every outer iteration, and a resumed run gives the same head and codes as an uninterrupted one.
     """
     n = len(labels)
     pool = np.arange(n) if pool is None else np.asarray(pool)
     if len(features) != len(pool):
-        raise ValueError(f"{len(features)} feature rows for a pool of {len(pool)}")
+        raise ValueError(f"{len(features)} input rows for a pool of {len(pool)}")
     rng = np.random.default_rng(config.seed)
-    head, opt, sched = new_head(features, n_classes, config)
-    feats = torch.from_numpy(features.astype(np.float32))
+    net = features if isinstance(features, Network) else frozen_network(features, n_classes, config)
     targets_all = label_targets(labels)
     m = min(config.sample_size or len(pool), len(pool))
     v = initial_codes(n, config.bits, rng)
-    start, log, saved = resume_point(checkpointing, head, opt, sched, rng)
+    start, log, saved = resume_point(checkpointing, net.module, net.opt, net.sched, rng)
     v = unpack(saved["v"], config.bits) if "v" in saved else v
     for it in outer_iterations(config, start, "AHCL iterations"):
         t0 = time.perf_counter()
@@ -57,13 +56,13 @@ def train_ahcl(features: np.ndarray, labels: np.ndarray, n_classes: int, config:
         sim = similarity(labels[omega], labels, n_classes)
         groups = row_groups(v, sim.row_keys())  # shared by the targets and the V step: V is unchanged between them
         targets = pair_targets(v, sim, quant=v[omega], groups=groups)
-        u_omega, losses = network_epochs(head, opt, feats[sample], targets_all[omega], targets, config, rng)
-        sched.step()
+        u_omega, losses = network_epochs(net, sample, targets_all[omega], targets, config, rng)
+        net.sched.step()
         t1 = time.perf_counter()
         v = update_codes(v, u_omega, omega, sim, config.lam, groups=groups)
         log.append({"iteration": it + 1, **losses, "r": sim.r, "code_groups": len(groups.first), "network_s": t1 - t0,
                     "codes_s": time.perf_counter() - t1})
         if checkpointing is not None:
             # Packed: 8x smaller, which is what keeps a per-iteration save cheap at 10⁶ codes.
-            save_state(checkpointing, it + 1, head, opt, rng, log, {"v": pack(v)})
-    return head.eval(), v, {"iterations": log, "pool_size": int(len(pool)), "sample_size": int(m)}
+            save_state(checkpointing, it + 1, net.module, net.opt, rng, log, {"v": pack(v)})
+    return net.module.eval(), v, {"iterations": log, "pool_size": int(len(pool)), "sample_size": int(m)}

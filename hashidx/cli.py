@@ -123,7 +123,9 @@ def features(data: Path, output: Path, backbone: str, image_size: int | None, vi
 @click.option("--seed", type=int, default=0, show_default=True, help="Training seed (sampling, init, dropout).")
 @click.option("--split-seed", type=int, default=0, show_default=True, help="Seed of a new split.")
 @click.option("--iterations", type=int, default=30, show_default=True, help="Outer iterations T.")
-@click.option("--backbone", default="efficientnet-lite0", show_default=True, help="When DATA is images.")
+@click.option("--backbone", default="efficientnet-lite0", show_default=True,
+              help="When DATA is images: efficientnet-lite0 (offline weights), or with torchvision installed alexnet, "
+                   "vgg11, vgg16, vgg19, resnet18, resnet50, resnet101, densenet121.")
 @click.option("--image-size", type=int, default=None, help="When DATA is images [default: the backbone's].")
 @VIEWS_OPTION
 @click.option("--labels-only", type=click.Path(exists=True, path_type=Path),
@@ -132,11 +134,19 @@ def features(data: Path, output: Path, backbone: str, image_size: int | None, vi
 @ON_ERROR_OPTION
 @click.option("--resume", is_flag=True,
               help="Continue an interrupted run of this same command from RUN_DIR/resume.pt (saved every iteration).")
+@click.option("--finetune", is_flag=True,
+              help="Train the backbone too, end to end on the pool's images (resize 256, crop 224); DATA must be images.")
+@click.option("--weights", default="imagenet", show_default=True,
+              help="With --finetune, the backbone's starting weights: imagenet, none, or a state-dict file.")
+@click.option("--device", default="auto", show_default=True,
+              help="With --finetune: auto (CUDA when available, with bf16 mixed precision), cpu, cuda, cuda:N.")
+@click.option("--augment", is_flag=True, help="With --finetune: random 90° rotations and flips of the training images.")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Run folder to write.")
 @_one_line_errors
 def train(source: Path, method: str, bits: int, split_path: Path | None, query_fraction: float,
           train_pool: float | None, seed: int, split_seed: int, iterations: int, backbone: str, image_size: int | None, views: int,
-          labels_only: Path | None, on_error: str, resume: bool, output: Path) -> None:
+          labels_only: Path | None, on_error: str, resume: bool, finetune: bool, weights: str, device: str,
+          augment: bool, output: Path) -> None:
     """Train a hash model and learn database codes: writes model.pt, codes.h5, split.json, train.json.
 
     DATA_OR_FEATURES is a dataset (features are extracted into RUN_DIR/features.h5 first) or a
@@ -148,7 +158,7 @@ def train(source: Path, method: str, bits: int, split_path: Path | None, query_f
     rec = train_run(source, output, method, bits, split_path=split_path, query_fraction=query_fraction, seed=seed,
                     split_seed=split_seed, train_pool=train_pool, backbone=backbone, image_size=image_size, views=views,
                     config=TrainConfig(iterations=iterations), labels_only=labels_only, on_error=on_error,
-                    resume=resume)
+                    resume=resume, finetune=finetune, weights=weights, device=device, augment=augment)
     _report_skipped([(s["path"], s["error"]) for s in rec["skipped_images"]], "listed in train.json")
     t = rec["times_s"]
     click.echo(f"{output}: {method} {bits} bits, {rec['n_codes']} database codes, trained on a pool of "

@@ -26,8 +26,15 @@ class Encoder:
     def bits(self) -> int:
         return int(self.config["bits"])
 
+    @property
+    def finetuned(self) -> bool:
+        return bool(self.config.get("finetune"))
+
     def check_features(self, cache: FeatureCache, source: str | Path) -> None:
         """Refuse features from another backbone or image size than the model was trained on."""
+        if self.finetuned:
+            raise HashidxError(f"{source}: cached features come from the frozen {cache.backbone}, but this model "
+                               f"fine-tuned its {self.config['backbone']} backbone; query with image paths instead")
         have = (cache.backbone, cache.image_size, cache.views)
         want = (self.config["backbone"], self.config["image_size"], self.config["views"])
         if have != want:
@@ -43,6 +50,11 @@ class Encoder:
                       on_error: str = "fail") -> tuple[np.ndarray, np.ndarray, list[tuple[int, str]]]:
         """Packed codes for image files (every image passes the backbone and the head), the positions
         they are for, and (position, reason) of images left out by on_error="skip"."""
+        if self.finetuned:
+            from .finetune import embed_images, load_crops
+
+            pixels, kept, skipped = load_crops(paths, on_error, desc="encode images")
+            return pack(sign(embed_images(self.head, pixels))), np.asarray(kept, dtype=np.int64), skipped
         if self._extractor is None:
             self._extractor = FeatureExtractor(backbone_spec(self.config["backbone"]))
         state = extract(paths, self._extractor, int(self.config["image_size"]), int(self.config["views"]), batch_size,

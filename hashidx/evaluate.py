@@ -11,6 +11,7 @@ from .atomic import sha256_file, write_json
 from .codes import CodeFile
 from .encoder import Encoder
 from .errors import HashidxError
+from .datasets import load_dataset
 from .features import FeatureCache
 from .metrics import retrieval_metrics
 from .model import load_checkpoint
@@ -42,14 +43,21 @@ def evaluate_run(run_dir: str | Path, split_path: str | Path | None = None, ks: 
                            "rerun the train command (with --resume if it saved progress)")
     if db.bits != encoder.bits:
         raise HashidxError(f"{run_dir / 'codes.h5'}: {db.bits}-bit codes but model.pt is {encoder.bits}-bit; retrain the run")
-    cache = FeatureCache.load(record["features"])
-    encoder.check_features(cache, record["features"])
-    query_idx, _ = split.indices(cache.dataset)
     t0 = time.perf_counter()
-    query_codes = encoder.encode_features(cache.features[query_idx])
+    if encoder.finetuned:
+        # A fine-tuned backbone has no feature cache: the query images pass the whole network.
+        ds = load_dataset(record["data"])
+        query_idx, _ = split.indices(ds)
+        query_codes, kept, _ = encoder.encode_images([ds.absolute(i) for i in query_idx])
+        query_labels = ds.labels[query_idx]
+    else:
+        cache = FeatureCache.load(record["features"])
+        encoder.check_features(cache, record["features"])
+        query_idx, _ = split.indices(cache.dataset)
+        query_codes = encoder.encode_features(cache.features[query_idx])
+        query_labels = cache.dataset.labels[query_idx]
     t_encode = time.perf_counter() - t0
-    out = retrieval_metrics(query_codes, cache.dataset.labels[query_idx], db.codes, db.labels, ks,
-                            with_curve=with_curve)
+    out = retrieval_metrics(query_codes, query_labels, db.codes, db.labels, ks, with_curve=with_curve)
     out.update({"bits": db.bits, "method": db.method, "n_query": int(len(query_idx)), "n_database": int(len(db.codes)),
                 "tie_rule": TIE_RULE, "query_head_s": t_encode})
     write_json(run_dir / "eval.json", out)

@@ -45,6 +45,10 @@ class HashHead(nn.Module):
 
 def head_from_config(config: dict[str, Any]) -> nn.Module:
     """An untrained module of the shape the config records: a hash head, or a linear map for itq/lsh."""
+    if config.get("finetune"):
+        from .finetune import hashnet_from_config
+
+        return hashnet_from_config(config)
     if config.get("method") in ("itq", "lsh"):
         from .baselines import LinearHash
 

@@ -15,12 +15,13 @@ from . import __version__
 from .ahcl import train_ahcl
 from .baselines import fit_itq, fit_lsh
 from .atomic import sha256_file, write_json
-from .backbones import DEFAULT_BACKBONE, backbone_spec
-from .codes import CodeFile, pack
+from .backbones import DEFAULT_BACKBONE, backbone_spec, weights_label
+from .codes import CodeFile, pack, sign
 from .encoder import Encoder
 from .datasets import load_dataset
 from .errors import HashidxError
 from .features import DEFAULT_VIEWS, FeatureCache, extract_to
+from .finetune import CROP, RESIZE, embed_images, finetune_network, load_crops, resolve_device
 from .labels import read_labels
 from .model import save_checkpoint
 from .split import Split, load_split, make_split, save_split
@@ -73,13 +74,16 @@ def train_run(source: str | Path, out_dir: str | Path, method: str = "ahcl", bit
               split_path: str | Path | None = None, query_fraction: float = 0.2, seed: int = 0, split_seed: int = 0,
               train_pool: float | None = None, backbone: str = DEFAULT_BACKBONE, image_size: int | None = None,
               views: int = DEFAULT_VIEWS, batch_size: int = 8, config: TrainConfig | None = None,
-              labels_only: str | Path | None = None, on_error: str = "fail", resume: bool = False) -> dict:
+              labels_only: str | Path | None = None, on_error: str = "fail", resume: bool = False,
+              finetune: bool = False, weights: str = "imagenet", device: str = "auto", augment: bool = False) -> dict:
     """Train `method` and write the run folder; returns the train.json record.
 
     `labels_only` (AHCL only) names a labels file of extra database items with no pixels: they get
     solver-learned codes after the split's database images, and ids that continue theirs.
     AHCL and symmetric save their state to RUN_DIR/resume.pt after every outer iteration (removed
     when the run completes); `resume` continues from it, to the same outputs as an uninterrupted run.
+    `finetune` trains the backbone too, end to end on the pool's images (DATA must be images), starting
+    from `weights` (imagenet, none or a state-dict file), on `device` (auto: CUDA when available).
     """
     if method not in METHODS:
         raise HashidxError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
@@ -87,12 +91,21 @@ def train_run(source: str | Path, out_dir: str | Path, method: str = "ahcl", bit
         raise HashidxError(f"--labels-only needs --method ahcl: {method} codes a database item from its pixels")
     if bits <= 0 or bits % 8:
         raise HashidxError(f"--bits {bits}: code length must be a positive multiple of 8 (16, 32, 64...)")
+    if finetune and method not in ("ahcl", "symmetric"):
+        raise HashidxError(f"--finetune trains a hash network; {method} has none (use ahcl or symmetric)")
+    if finetune and is_feature_file(source):
+        raise HashidxError(f"{source}: --finetune trains the backbone on pixels; pass the image dataset "
+                           "(class folders or a list file), not a feature cache")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    cache, features_path = load_or_extract(source, out, backbone, image_size, views, batch_size, on_error, resume)
+    if finetune:
+        cache, features_path, ds = None, None, load_dataset(source)
+        torch_device = resolve_device(device)
+    else:
+        cache, features_path = load_or_extract(source, out, backbone, image_size, views, batch_size, on_error, resume)
+        ds = cache.dataset
     t_features = time.perf_counter() - t0
-    ds = cache.dataset
     # The split has its own seed so that changing the training seed keeps the evaluation protocol.
     split: Split = load_split(split_path) if split_path else make_split(ds, query_fraction, split_seed)
     query_idx, db_idx = split.indices(ds)
@@ -108,46 +121,74 @@ def train_run(source: str | Path, out_dir: str | Path, method: str = "ahcl", bit
                                "list only items without features")
         db_labels = np.concatenate([db_labels, extra.aligned(ds.classes, labels_only)])
         db_paths = split.database + extra.paths
-    model_config = {"method": method, "bits": bits, "backbone": cache.backbone, "image_size": cache.image_size,
-                    "views": cache.views, "feature_dim": int(cache.features.shape[1]), "classes": list(ds.classes),
-                    "hidden": config.hidden, "dropout": config.dropout,
-                    "feature_normalisation": "standardise with the training pool's mean/std (buffers in state_dict)",
-                    "seed": seed, "hashidx_version": __version__}
-    pool_features = cache.features[db_idx[pool]]
-    fingerprint = json.dumps({"method": method, "config": config.to_json(), "features": sha256_file(features_path),
+    skipped = [] if cache is None else list(cache.skipped)
+    if finetune:
+        spec = backbone_spec(backbone)
+        model_config = {"method": method, "bits": bits, "backbone": backbone, "image_size": CROP, "resize": RESIZE,
+                        "views": 1, "feature_dim": spec.feature_dim, "classes": list(ds.classes), "finetune": True,
+                        "weights": weights_label(spec, weights), "augment": augment,
+                        "preprocessing": f"resize to {RESIZE}x{RESIZE}, centre crop {CROP}, (x-mean)/std of the backbone",
+                        "seed": seed, "hashidx_version": __version__}
+        pixels, kept, bad = load_crops([ds.absolute(i) for i in db_idx[pool]], on_error, desc="load pool images")
+        skipped += [(ds.paths[db_idx[pool[i]]], reason) for i, reason in bad]
+        pool = pool[kept]  # an unreadable pool image still gets an AHCL code from its label
+        if len(pool) == 0:
+            raise HashidxError(f"{source}: none of the pool's images could be read; first: {bad[0][1]}")
+        inputs = finetune_network(backbone, weights, pixels, len(ds.classes), config, torch_device, augment)
+        t_features = time.perf_counter() - t0  # here: loading the pool's images and the backbone
+        data_id = hashlib.sha256("\n".join([str(ds.root.resolve()), backbone, weights, str(augment), *ds.paths])
+                                 .encode()).hexdigest()
+    else:
+        model_config = {"method": method, "bits": bits, "backbone": cache.backbone, "image_size": cache.image_size,
+                        "views": cache.views, "feature_dim": int(cache.features.shape[1]), "classes": list(ds.classes),
+                        "hidden": config.hidden, "dropout": config.dropout,
+                        "feature_normalisation": "standardise with the training pool's mean/std (buffers in state_dict)",
+                        "seed": seed, "hashidx_version": __version__}
+        inputs = cache.features[db_idx[pool]]
+        data_id = sha256_file(features_path)
+    fingerprint = json.dumps({"method": method, "config": config.to_json(), "features": data_id,
                               "split": sha256_file(out / "split.json"), "pool": pool.tolist(),
                               "labels_only": None if labels_only is None else sha256_file(labels_only)})
     checkpointing = Checkpointing(out / "resume.pt", hashlib.sha256(fingerprint.encode()).hexdigest(), resume)
     t1 = time.perf_counter()
     if method == "ahcl":
-        head, v, log = train_ahcl(pool_features, db_labels, len(ds.classes), config, pool, checkpointing)
+        head, v, log = train_ahcl(inputs, db_labels, len(ds.classes), config, pool, checkpointing)
         t_train, t_db = time.perf_counter() - t1, 0.0
         codes = pack(v)
     else:
         if method == "symmetric":
-            head, log = train_symmetric(pool_features, db_labels[pool], len(ds.classes), config, checkpointing)
+            head, log = train_symmetric(inputs, db_labels[pool], len(ds.classes), config, checkpointing)
         else:
-            head, log = (fit_itq if method == "itq" else fit_lsh)(pool_features, bits, seed), {"iterations": []}
+            head, log = (fit_itq if method == "itq" else fit_lsh)(inputs, bits, seed), {"iterations": []}
         t_train = time.perf_counter() - t1
-        # The head's share of database encoding; the backbone's share was the feature extraction.
-        codes = Encoder(head, model_config).encode_features(cache.features[db_idx])
+        if finetune:
+            # Symmetric codes need every database image through the whole fine-tuned network.
+            pixels, _, bad = load_crops([ds.absolute(i) for i in db_idx], "fail", desc="encode database")
+            codes = pack(sign(embed_images(head, pixels, torch_device)))
+        else:
+            # The head's share of database encoding; the backbone's share was the feature extraction.
+            codes = Encoder(head, model_config).encode_features(cache.features[db_idx])
         t_db = time.perf_counter() - t1 - t_train
     save_checkpoint(out / "model.pt", head, model_config)
     CodeFile(codes, np.arange(len(db_labels), dtype=np.int64), db_paths, db_labels, bits, method,
              {"model_sha256": sha256_file(out / "model.pt"), "split_sha256": sha256_file(out / "split.json"),
-              "encoding": ENCODING[method], "backbone": cache.backbone, "label_only_items": len(db_labels) - len(db_idx),
+              "encoding": ENCODING[method], "backbone": model_config["backbone"], "label_only_items": len(db_labels) - len(db_idx),
               "classes": json.dumps(list(ds.classes)),
               # Where the database paths are relative to: galleries show their pixels from here.
               "image_root": str(ds.root.resolve())}).save(out / "codes.h5")
-    record = {"command": sys.argv, "method": method, "bits": bits, "seed": seed, "features": str(features_path),
-              "backbone": cache.backbone, "image_size": cache.image_size, "views": cache.views, "split": {
+    record = {"command": sys.argv, "method": method, "bits": bits, "seed": seed,
+              "features": None if features_path is None else str(features_path), "data": str(ds.root.resolve()),
+              "finetune": None if not finetune else {"weights": model_config["weights"], "device": str(torch_device),
+                                                     "augment": augment, "mixed_precision": torch_device.type == "cuda"},
+              "backbone": model_config["backbone"], "image_size": model_config["image_size"],
+              "views": model_config["views"], "split": {
                   "seed": split.seed, "query_fraction": split.query_fraction,
                   "n_query": len(query_idx), "n_database": len(db_idx)},
               "labels_only": None if labels_only is None else {"file": str(labels_only),
                                                                "items": len(db_labels) - len(db_idx)},
               "n_codes": len(db_labels),
               "pool_size": int(len(pool)), "config": config.to_json(),
-              "skipped_images": [{"path": p, "error": e} for p, e in cache.skipped],
+              "skipped_images": [{"path": p, "error": e} for p, e in skipped],
               "times_s": {"features": t_features, "train": t_train, "database_head": t_db,
                           "total": time.perf_counter() - t0},
               "log": log["iterations"], "hashidx_version": __version__}

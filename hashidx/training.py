@@ -6,6 +6,7 @@ import json
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -56,6 +57,10 @@ class PairTargets:
     n: int  # rows of T: the loss is divided by n·|B|
     quant: torch.Tensor | None = None
 
+    def to(self, device: torch.device) -> "PairTargets":
+        return PairTargets(self.ttt.to(device), self.st.to(device), self.s_sq.to(device), self.n,
+                           None if self.quant is None else self.quant.to(device))
+
 
 def pair_targets(t: np.ndarray, sim, quant: np.ndarray | None = None, groups: RowGroups | None = None) -> PairTargets:
     """Products of the fixed targets T (n x c) with S, computed once per outer iteration in bounded memory.
@@ -93,7 +98,7 @@ class Checkpointing:
     resume: bool = False
 
 
-def save_state(ck: Checkpointing, iteration: int, head: HashHead, opt: torch.optim.Optimizer,
+def save_state(ck: Checkpointing, iteration: int, head: torch.nn.Module, opt: torch.optim.Optimizer,
                rng: np.random.Generator, log: list[dict], arrays: dict[str, np.ndarray]) -> None:
     """Everything the loop needs to go on as if uninterrupted; plain tensors and strings only."""
     state = {"identity": ck.identity, "iteration": iteration, "head": head.state_dict(), "opt": opt.state_dict(),
@@ -103,7 +108,7 @@ def save_state(ck: Checkpointing, iteration: int, head: HashHead, opt: torch.opt
         torch.save(state, tmp)
 
 
-def load_state(ck: Checkpointing, head: HashHead, opt: torch.optim.Optimizer, sched, rng: np.random.Generator,
+def load_state(ck: Checkpointing, head: torch.nn.Module, opt: torch.optim.Optimizer, sched, rng: np.random.Generator,
                ) -> tuple[int, list[dict], dict[str, np.ndarray]]:
     """Restore a saved state into head, optimiser, scheduler and RNGs: (iterations done, log, arrays)."""
     if not ck.path.is_file():
@@ -128,7 +133,7 @@ def load_state(ck: Checkpointing, head: HashHead, opt: torch.optim.Optimizer, sc
     return done, json.loads(state["log"]), arrays
 
 
-def resume_point(ck: Checkpointing | None, head: HashHead, opt: torch.optim.Optimizer, sched,
+def resume_point(ck: Checkpointing | None, head: torch.nn.Module, opt: torch.optim.Optimizer, sched,
                  rng: np.random.Generator) -> tuple[int, list[dict], dict[str, np.ndarray]]:
     """(iterations done, log, saved arrays): the saved state when resuming, else a fresh start."""
     if ck is None or not ck.resume:
@@ -149,41 +154,87 @@ def label_targets(labels: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(y / np.maximum(y.sum(axis=1, keepdims=True), 1.0))
 
 
+@dataclass
+class Network:
+    """What the epochs train: a module from an input batch to (u, logits), its optimiser and schedule, and the
+    inputs it reads by pool position (cached features, or images for end-to-end fine-tuning)."""
+
+    module: torch.nn.Module
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
+    inputs: Any  # batch(positions, train) → tensor
+    device: torch.device = torch.device("cpu")
+    amp: bool = False  # bf16 autocast (CUDA)
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def batch(self, positions: np.ndarray, train: bool) -> torch.Tensor:
+        x = self.inputs.batch(positions, train) if hasattr(self.inputs, "batch") else self.inputs[positions]
+        return x.to(self.device, non_blocking=True)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            u, logits = self.module(x)
+        return u.float(), logits.float()
+
+    @torch.no_grad()
+    def embed(self, positions: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+        """Outputs u (eval mode) for pool positions."""
+        self.module.eval()
+        out = [self.forward(self.batch(positions[i:i + batch_size], False))[0].cpu().numpy()
+               for i in range(0, len(positions), batch_size)]
+        return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def sgd(module: torch.nn.Module, config: TrainConfig):
+    """The authors' optimiser and step schedule."""
+    opt = torch.optim.SGD(module.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    return opt, torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(config.lr_steps), gamma=0.1)
+
+
 def new_head(features: np.ndarray, n_classes: int, config: TrainConfig):
     """A seeded head standardised on the pool, with the SGD optimiser and step schedule."""
     torch.manual_seed(config.seed)
     head = HashHead(features.shape[1], config.bits, n_classes, config.hidden, config.dropout)
     head.set_normalisation(features)
-    opt = torch.optim.SGD(head.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
-    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(config.lr_steps), gamma=0.1)
-    return head, opt, sched
+    return (head, *sgd(head, config))
 
 
-def network_epochs(head: HashHead, opt: torch.optim.Optimizer, feats: torch.Tensor, labels: torch.Tensor,
-                   targets: PairTargets, config: TrainConfig, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
-    """E epochs over the m sampled rows (`feats`, `labels`) with the targets fixed.
+def frozen_network(features: np.ndarray, n_classes: int, config: TrainConfig) -> Network:
+    """The hash head on cached backbone features (p x d, in pool order)."""
+    head, opt, sched = new_head(features, n_classes, config)
+    return Network(head, opt, sched, torch.from_numpy(features.astype(np.float32)))
+
+
+def network_epochs(net: Network, positions: np.ndarray, labels: torch.Tensor, targets: PairTargets,
+                   config: TrainConfig, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+    """E epochs over the m sampled pool `positions` (with their `labels`) with the targets fixed.
 
     Returns the latest outputs U (m x c) and the mean loss terms.
     """
-    m = len(feats)
+    m = len(positions)
     u_all = np.zeros((m, config.bits), dtype=np.float64)
     totals = np.zeros(3)
-    head.train()
+    targets = targets.to(net.device)
+    labels = labels.to(net.device)
+    net.module.train()
     for _ in range(config.epochs):
         order = rng.permutation(m)
         for start in range(0, m, config.batch_size):
             rows = order[start:start + config.batch_size]
-            u, logits = head(feats[rows])
-            u_all[rows] = u.detach().numpy()
+            u, logits = net.forward(net.batch(positions[rows], True))
+            u_all[rows] = u.detach().cpu().numpy()
+            rows_t = torch.from_numpy(rows).to(net.device)
             scale = targets.n * len(rows)
-            quant_target = torch.where(u >= 0, 1.0, -1.0).double() if targets.quant is None else targets.quant[rows]
-            pair = pairwise_loss(u, targets.ttt, targets.st[rows], targets.s_sq[rows]) / scale
+            quant_target = torch.where(u >= 0, 1.0, -1.0).double() if targets.quant is None else targets.quant[rows_t]
+            pair = pairwise_loss(u, targets.ttt, targets.st[rows_t], targets.s_sq[rows_t]) / scale
             quant = config.lam * ((quant_target - u.double()) ** 2).sum() / scale
-            semantic = F.cross_entropy(logits, labels[rows])
+            semantic = F.cross_entropy(logits, labels[rows_t])
             loss = pair + quant + config.gamma * semantic
-            opt.zero_grad()
+            net.opt.zero_grad()
             loss.backward()
-            opt.step()
+            net.opt.step()
             totals += [pair.item(), quant.item(), semantic.item()]
     pair_l, quant_l, sem_l = totals / (config.epochs * -(-m // config.batch_size))
     return u_all, {"pairwise": pair_l, "quantization": quant_l, "semantic": sem_l,
