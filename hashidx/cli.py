@@ -86,16 +86,20 @@ VIEWS_OPTION = click.option(
 @main.command()
 @click.argument("data", type=click.Path(exists=True, path_type=Path))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Feature cache to write (.h5).")
-@click.option("--backbone", default="efficientnet-lite0", show_default=True, help="Pretrained CNN (frozen).")
+@click.option("--backbone", default="efficientnet-lite0", show_default=True,
+              help="Pretrained CNN (frozen): efficientnet-lite0 (offline weights), or with torchvision installed "
+                   "alexnet, vgg11, vgg16, vgg19, resnet18, resnet50, resnet101, densenet121.")
 @click.option("--image-size", type=int, default=None, help="Input size in pixels [default: the backbone's, 224].")
 @VIEWS_OPTION
 @click.option("--batch-size", type=int, default=8, show_default=True, help="Images per backbone call.")
 @ON_ERROR_OPTION
 @click.option("--checkpoint-every", type=int, default=32, show_default=True,
               help="Save progress to OUTPUT.partial every N batches; an interrupted run resumes from there.")
+@click.option("--weights", default="imagenet", show_default=True,
+              help="The backbone's weights: imagenet, none, or a local state-dict file.")
 @_one_line_errors
 def features(data: Path, output: Path, backbone: str, image_size: int | None, views: int, batch_size: int,
-             on_error: str, checkpoint_every: int) -> None:
+             on_error: str, checkpoint_every: int, weights: str) -> None:
     """Extract backbone features of DATA (class folders or a path<TAB>label list) into an HDF5 cache.
 
     Progress is kept in OUTPUT.partial while it runs: rerunning an interrupted command resumes it.
@@ -104,7 +108,7 @@ def features(data: Path, output: Path, backbone: str, image_size: int | None, vi
     from .features import extract_to
 
     ds = load_dataset(data)
-    cache = extract_to(ds, output, backbone, image_size, views, batch_size, on_error, checkpoint_every)
+    cache = extract_to(ds, output, backbone, image_size, views, batch_size, on_error, checkpoint_every, weights)
     _report_skipped(cache.skipped, f"listed in {output}'s 'skipped' attribute")
     click.echo(f"{output}: {len(cache.dataset)} images, {len(ds.classes)} classes, "
                f"{cache.features.shape[1]}-d {backbone} features")
@@ -137,7 +141,8 @@ def features(data: Path, output: Path, backbone: str, image_size: int | None, vi
 @click.option("--finetune", is_flag=True,
               help="Train the backbone too, end to end on the pool's images (resize 256, crop 224); DATA must be images.")
 @click.option("--weights", default="imagenet", show_default=True,
-              help="With --finetune, the backbone's starting weights: imagenet, none, or a state-dict file.")
+              help="When DATA is images: the backbone's weights (with --finetune, its starting weights): "
+                   "imagenet, none, or a local state-dict file.")
 @click.option("--device", default="auto", show_default=True,
               help="With --finetune: auto (CUDA when available, with bf16 mixed precision), cpu, cuda, cuda:N.")
 @click.option("--augment", is_flag=True, help="With --finetune: random 90° rotations and flips of the training images.")

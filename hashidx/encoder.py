@@ -37,6 +37,10 @@ class Encoder:
                                f"fine-tuned its {self.config['backbone']} backbone; query with image paths instead")
         have = (cache.backbone, cache.image_size, cache.views)
         want = (self.config["backbone"], self.config["image_size"], self.config["views"])
+        if cache.weights != self.config.get("weights", "imagenet"):
+            raise HashidxError(f"{source}: features from {cache.backbone} with weights {cache.weights!r}, but the "
+                               f"model was trained on weights {self.config.get('weights', 'imagenet')!r}; re-extract "
+                               "with the model's --weights")
         if have != want:
             raise HashidxError(f"{source}: features are {have[0]} at {have[1]}px, {have[2]} view(s), but the model expects "
                                f"{want[0]} at {want[1]}px, {want[2]} view(s); re-extract with "
@@ -56,7 +60,7 @@ class Encoder:
             pixels, kept, skipped = load_crops(paths, on_error, desc="encode images")
             return pack(sign(embed_images(self.head, pixels))), np.asarray(kept, dtype=np.int64), skipped
         if self._extractor is None:
-            self._extractor = FeatureExtractor(backbone_spec(self.config["backbone"]))
+            self._extractor = FeatureExtractor(backbone_spec(self.config["backbone"]), self.config.get("weights", "imagenet"))
         state = extract(paths, self._extractor, int(self.config["image_size"]), int(self.config["views"]), batch_size,
                         desc="encode images", on_error=on_error)
         return self.encode_features(state.features), state.kept, state.skipped

@@ -14,7 +14,7 @@ import torch
 
 from . import __version__
 from .atomic import atomic_path
-from .backbones import FeatureExtractor, backbone_spec, check_views
+from .backbones import FeatureExtractor, backbone_spec, check_views, weights_label
 from .datasets import Dataset
 from .errors import HashidxError
 from .h5 import STR, read_h5, strings
@@ -102,6 +102,7 @@ class FeatureCache:
     image_size: int
     views: int = 1
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) left out by --on-error skip
+    weights: str = "imagenet"  # the backbone's weights: imagenet, none or a state-dict file
 
     def save(self, path: str | Path) -> None:
         spec = backbone_spec(self.backbone)
@@ -112,7 +113,7 @@ class FeatureCache:
                 f.create_dataset("paths", data=list(self.dataset.paths), dtype=STR)
                 f.create_dataset("classes", data=list(self.dataset.classes), dtype=STR)
                 f.attrs.update({"kind": "hashidx-features", "format": FEATURES_FORMAT, "backbone": self.backbone,
-                                "weights": spec.weights, "image_size": self.image_size, "views": self.views,
+                                "weights": weights_label(spec, self.weights), "weights_source": self.weights, "image_size": self.image_size, "views": self.views,
                                 "preprocessing": PREPROCESSING, "mean": spec.mean, "std": spec.std,
                                 "root": str(self.dataset.root.resolve()), "hashidx_version": __version__,
                                 "skipped": json.dumps(self.skipped)})
@@ -122,7 +123,8 @@ class FeatureCache:
         with read_h5(path, "hashidx-features", "feature cache", f"make one with 'hashidx features DATA -o {path}'") as f:
             ds = Dataset(Path(f.attrs["root"]), strings(f["paths"]), f["labels"][:].astype(np.int64), strings(f["classes"]))
             return cls(f["features"][:], ds, str(f.attrs["backbone"]), int(f.attrs["image_size"]),
-                       int(f.attrs.get("views", 1)), [tuple(x) for x in json.loads(f.attrs.get("skipped", "[]"))])
+                       int(f.attrs.get("views", 1)), [tuple(x) for x in json.loads(f.attrs.get("skipped", "[]"))],
+                       str(f.attrs.get("weights_source", "imagenet")))
 
 
 def partial_path(output: str | Path) -> Path:
@@ -130,8 +132,10 @@ def partial_path(output: str | Path) -> Path:
     return Path(f"{output}.partial")
 
 
-def _identity(ds: Dataset, backbone: str, size: int, views: int) -> str:
-    h = hashlib.sha256("\n".join([str(ds.root.resolve()), backbone, str(size), str(views), *ds.paths]).encode())
+def _identity(ds: Dataset, backbone: str, size: int, views: int, weights: str = "imagenet") -> str:
+    # The default weights add nothing, so partial files from before --weights existed still resume.
+    tag = backbone if weights == "imagenet" else f"{backbone}@{weights}"
+    h = hashlib.sha256("\n".join([str(ds.root.resolve()), tag, str(size), str(views), *ds.paths]).encode())
     return h.hexdigest()
 
 
@@ -181,19 +185,19 @@ class _Partial:
 
 def compute_features(ds: Dataset, backbone: str, image_size: int | None = None, views: int = DEFAULT_VIEWS,
                      batch_size: int = 8, on_error: str = "fail", partial: str | Path | None = None,
-                     checkpoint_every: int = 32) -> FeatureCache:
-    """Run the frozen backbone over every image of `ds`.
+                     checkpoint_every: int = 32, weights: str = "imagenet") -> FeatureCache:
+    """Run the frozen backbone (with `weights`: imagenet, none or a state-dict file) over every image of `ds`.
 
     With `partial` (a path), progress is saved there as it goes, and an earlier interrupted run of
     the same extraction (same images, backbone, size, views) is continued instead of restarted.
     """
     spec = backbone_spec(backbone)
     size = image_size or spec.image_size
-    extractor = FeatureExtractor(spec)
+    extractor = FeatureExtractor(spec, weights)
     paths = [ds.absolute(i) for i in range(len(ds))]
     resume, save = None, None
     if partial is not None:
-        keeper = _Partial(Path(partial), _identity(ds, backbone, size, check_views(views)))
+        keeper = _Partial(Path(partial), _identity(ds, backbone, size, check_views(views), weights))
         resume = keeper.load() if keeper.path.exists() else None
         keeper.start(resume, spec.feature_dim)
         save = keeper.append
@@ -204,15 +208,15 @@ def compute_features(ds: Dataset, backbone: str, image_size: int | None = None, 
     if len(state.kept) == 0:
         raise HashidxError(f"none of the {len(ds)} images of {ds.root} could be read; first: {state.skipped[0][1]}")
     return FeatureCache(state.features, ds.subset(state.kept), backbone, size, views,
-                        [(ds.paths[i], reason) for i, reason in state.skipped])
+                        [(ds.paths[i], reason) for i, reason in state.skipped], weights)
 
 
 def extract_to(ds: Dataset, output: str | Path, backbone: str, image_size: int | None = None,
                views: int = DEFAULT_VIEWS, batch_size: int = 8, on_error: str = "fail",
-               checkpoint_every: int = 32) -> FeatureCache:
+               checkpoint_every: int = 32, weights: str = "imagenet") -> FeatureCache:
     """compute_features, saved to `output`; progress is kept in OUTPUT.partial until then, so a rerun resumes."""
     partial = partial_path(output)
-    cache = compute_features(ds, backbone, image_size, views, batch_size, on_error, partial, checkpoint_every)
+    cache = compute_features(ds, backbone, image_size, views, batch_size, on_error, partial, checkpoint_every, weights)
     cache.save(output)
     partial.unlink(missing_ok=True)
     return cache

@@ -41,7 +41,7 @@ def is_feature_file(path: str | Path) -> bool:
 
 def load_or_extract(source: str | Path, out_dir: Path, backbone: str = DEFAULT_BACKBONE,
                     image_size: int | None = None, views: int = DEFAULT_VIEWS, batch_size: int = 8,
-                    on_error: str = "fail", reuse: bool = False) -> tuple[FeatureCache, Path]:
+                    on_error: str = "fail", reuse: bool = False, weights: str = "imagenet") -> tuple[FeatureCache, Path]:
     """Features of DATA (extracted into RUN_DIR/features.h5, resuming an interrupted extraction) or of a cache.
 
     With `reuse` (a resumed run), a complete RUN_DIR/features.h5 of the same images and settings is kept.
@@ -53,10 +53,11 @@ def load_or_extract(source: str | Path, out_dir: Path, backbone: str = DEFAULT_B
     if reuse and path.is_file():
         cache = FeatureCache.load(path)
         size = image_size or backbone_spec(backbone).image_size
-        same = (cache.backbone, cache.image_size, cache.views, cache.dataset.root) == (backbone, size, views, ds.root.resolve())
+        same = ((cache.backbone, cache.image_size, cache.views, cache.dataset.root, cache.weights)
+                == (backbone, size, views, ds.root.resolve(), weights))
         if same and sorted(cache.dataset.paths + tuple(p for p, _ in cache.skipped)) == sorted(ds.paths):
             return cache, path.resolve()
-    cache = extract_to(ds, path, backbone, image_size, views, batch_size, on_error)
+    cache = extract_to(ds, path, backbone, image_size, views, batch_size, on_error, weights=weights)
     return cache, path.resolve()
 
 
@@ -103,7 +104,8 @@ def train_run(source: str | Path, out_dir: str | Path, method: str = "ahcl", bit
         cache, features_path, ds = None, None, load_dataset(source)
         torch_device = resolve_device(device)
     else:
-        cache, features_path = load_or_extract(source, out, backbone, image_size, views, batch_size, on_error, resume)
+        cache, features_path = load_or_extract(source, out, backbone, image_size, views, batch_size, on_error, resume,
+                                               weights)
         ds = cache.dataset
     t_features = time.perf_counter() - t0
     # The split has its own seed so that changing the training seed keeps the evaluation protocol.
@@ -140,8 +142,8 @@ def train_run(source: str | Path, out_dir: str | Path, method: str = "ahcl", bit
                                  .encode()).hexdigest()
     else:
         model_config = {"method": method, "bits": bits, "backbone": cache.backbone, "image_size": cache.image_size,
-                        "views": cache.views, "feature_dim": int(cache.features.shape[1]), "classes": list(ds.classes),
-                        "hidden": config.hidden, "dropout": config.dropout,
+                        "views": cache.views, "weights": cache.weights,
+                        "feature_dim": int(cache.features.shape[1]), "classes": list(ds.classes), "hidden": config.hidden, "dropout": config.dropout,
                         "feature_normalisation": "standardise with the training pool's mean/std (buffers in state_dict)",
                         "seed": seed, "hashidx_version": __version__}
         inputs = cache.features[db_idx[pool]]

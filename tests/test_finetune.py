@@ -139,3 +139,28 @@ def test_torchvision_finetune_and_query(ucmd_slice, tmp_path):
     assert result.exit_code == 0, result.output
     assert load_checkpoint(run / "model.pt")[1]["backbone"] == "resnet18"
     assert _invoke("evaluate", str(run)).exit_code == 0
+
+
+def test_frozen_features_with_weights_from_a_file(ucmd_slice, tmp_path):
+    small = tmp_path / "small"
+    for cls in ("beach", "forest"):
+        (small / cls).mkdir(parents=True)
+        for img in sorted((ucmd_slice / cls).iterdir())[:5]:
+            (small / cls / img.name).symlink_to(img.resolve())
+    weights = tmp_path / "lite0.pt"
+    torch.save(backbone_spec("efficientnet-lite0").build("imagenet").net.state_dict(), weights)
+    for name, extra in (("default.h5", []), ("file.h5", ["--weights", str(weights)])):
+        result = _invoke("features", str(small), "--views", "1", *extra, "-o", str(tmp_path / name))
+        assert result.exit_code == 0, result.output
+    from hashidx.features import FeatureCache
+
+    default, from_file = FeatureCache.load(tmp_path / "default.h5"), FeatureCache.load(tmp_path / "file.h5")
+    assert from_file.weights == str(weights) and default.weights == "imagenet"
+    assert np.array_equal(default.features, from_file.features)  # the same weights, read from a file
+    # A model records its features' weights; a cache made with other weights is refused at query time.
+    run = tmp_path / "run"
+    assert _invoke("train", str(tmp_path / "file.h5"), "--bits", "16", "--iterations", "1", "-o", str(run)).exit_code == 0
+    assert _invoke("build-index", str(run / "codes.h5"), "-o", str(tmp_path / "i")).exit_code == 0
+    result = _invoke("query", str(tmp_path / "i"), str(tmp_path / "default.h5"), "--model", str(run / "model.pt"),
+                     "-o", str(tmp_path / "r.tsv"))
+    assert result.exit_code == 1 and "weights" in result.output
