@@ -81,17 +81,18 @@ class ImageInputs:
     """Pool images kept as uint8 crops; a batch is scaled to [0,1] and, when training with `augment`,
     rotated by a multiple of 90° and flipped (aerial scenes have no up)."""
 
-    def __init__(self, pixels: torch.Tensor, augment: bool = False, seed: int = 0):
+
+    def __init__(self, pixels: torch.Tensor, augment: bool = False):
         self.pixels, self.augment = pixels, augment
-        self.rng = np.random.default_rng(seed + 7)  # its own stream: augmentation never shifts the sampling
 
     def __len__(self) -> int:
         return len(self.pixels)
 
-    def batch(self, positions: np.ndarray, train: bool) -> torch.Tensor:
+    def batch(self, positions: np.ndarray, rng: np.random.Generator | None = None) -> torch.Tensor:
+        """[0,1] images; with `rng` (training) and augment, each turned and flipped at random."""
         x = self.pixels[torch.from_numpy(np.asarray(positions))].float() / 255.0
-        if train and self.augment:
-            turns = self.rng.integers(0, 8, len(x))
+        if rng is not None and self.augment:
+            turns = rng.integers(0, 8, len(x))
             x = torch.stack([torch.rot90(img, int(t % 4), dims=(1, 2)).flip(2) if t >= 4
                              else torch.rot90(img, int(t), dims=(1, 2)) for img, t in zip(x, turns)])
         return x.contiguous(memory_format=torch.channels_last)
@@ -105,7 +106,7 @@ def finetune_network(backbone: str, weights: str, pixels: torch.Tensor, n_classe
     torch.manual_seed(config.seed)
     net = HashNet(trunk, spec, config.bits, n_classes).to(device, memory_format=torch.channels_last)
     opt, sched = sgd(net, config)
-    return Network(net, opt, sched, ImageInputs(pixels, augment, config.seed), device, amp=device.type == "cuda")
+    return Network(net, opt, sched, ImageInputs(pixels, augment), device, amp=device.type == "cuda")
 
 
 @torch.inference_mode()

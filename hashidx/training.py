@@ -169,8 +169,9 @@ class Network:
     def __len__(self) -> int:
         return len(self.inputs)
 
-    def batch(self, positions: np.ndarray, train: bool) -> torch.Tensor:
-        x = self.inputs.batch(positions, train) if hasattr(self.inputs, "batch") else self.inputs[positions]
+    def batch(self, positions: np.ndarray, rng: np.random.Generator | None = None) -> torch.Tensor:
+        """Inputs at pool positions; `rng` (training only) drives any augmentation, so a resumed run repeats it."""
+        x = self.inputs.batch(positions, rng) if hasattr(self.inputs, "batch") else self.inputs[positions]
         return x.to(self.device, non_blocking=True)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -182,7 +183,7 @@ class Network:
     def embed(self, positions: np.ndarray, batch_size: int = 4096) -> np.ndarray:
         """Outputs u (eval mode) for pool positions."""
         self.module.eval()
-        out = [self.forward(self.batch(positions[i:i + batch_size], False))[0].cpu().numpy()
+        out = [self.forward(self.batch(positions[i:i + batch_size]))[0].cpu().numpy()
                for i in range(0, len(positions), batch_size)]
         return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
@@ -223,7 +224,7 @@ def network_epochs(net: Network, positions: np.ndarray, labels: torch.Tensor, ta
         order = rng.permutation(m)
         for start in range(0, m, config.batch_size):
             rows = order[start:start + config.batch_size]
-            u, logits = net.forward(net.batch(positions[rows], True))
+            u, logits = net.forward(net.batch(positions[rows], rng))
             u_all[rows] = u.detach().cpu().numpy()
             rows_t = torch.from_numpy(rows).to(net.device)
             scale = targets.n * len(rows)

@@ -164,3 +164,27 @@ def test_frozen_features_with_weights_from_a_file(ucmd_slice, tmp_path):
     result = _invoke("query", str(tmp_path / "i"), str(tmp_path / "default.h5"), "--model", str(run / "model.pt"),
                      "-o", str(tmp_path / "r.tsv"))
     assert result.exit_code == 1 and "weights" in result.output
+
+
+def test_resumed_finetune_with_augmentation_matches_an_uninterrupted_one(ucmd_slice, tmp_path):
+    from hashidx.ahcl import train_ahcl
+    from hashidx.datasets import load_dataset
+    from hashidx.finetune import finetune_network, load_crops
+    from hashidx.training import Checkpointing, TrainConfig
+
+    ds = load_dataset(ucmd_slice)
+    rows = np.arange(0, len(ds), 8)  # 13 images over the 5 classes
+    pixels, _, _ = load_crops([ds.absolute(i) for i in rows])
+    labels = ds.labels[rows]
+
+    def run(iterations: int, ck: Checkpointing | None):
+        config = TrainConfig(bits=8, iterations=iterations, batch_size=4)
+        net = finetune_network("efficientnet-lite0", "imagenet", pixels, 5, config, torch.device("cpu"), augment=True)
+        head, v, _ = train_ahcl(net, labels, 5, config, checkpointing=ck)
+        return head.state_dict(), v
+
+    state_a, v_a = run(2, None)
+    run(1, Checkpointing(tmp_path / "resume.pt", "same"))  # "killed" after its first iteration
+    state_b, v_b = run(2, Checkpointing(tmp_path / "resume.pt", "same", resume=True))
+    assert np.array_equal(v_a, v_b)
+    assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)
