@@ -56,8 +56,10 @@ def main(ctx: click.Context, quiet: bool, debug: bool) -> None:
     """Asymmetric deep hashing (AHCL) for remote-sensing image retrieval, on FAISS binary indexes.
 
     \b
-    Pipeline:  features → train → build-index → (add) → query / evaluate
-    Try it:    hashidx demo
+    Pipeline:  features → train → build-index → (add) → query (--html gallery) / evaluate
+    Data:      hashidx datasets list; hashidx datasets download ucmerced --root data
+    Try it:    hashidx demo  (or: hashidx demo --data data/ucmerced --views 1)
+    Inspect:   hashidx info FILE
     """
     ctx.obj = {"debug": debug}
     set_quiet(quiet)
