@@ -48,7 +48,7 @@ def evaluate_run(run_dir: str | Path, split_path: str | Path | None = None, ks: 
         # A fine-tuned backbone has no feature cache: the query images pass the whole network.
         ds = load_dataset(record["data"])
         query_idx, _ = split.indices(ds)
-        query_codes, kept, _ = encoder.encode_images([ds.absolute(i) for i in query_idx])
+        query_codes = encoder.encode_images([ds.absolute(i) for i in query_idx])[0]
         query_labels = ds.labels[query_idx]
     else:
         cache = FeatureCache.load(record["features"])

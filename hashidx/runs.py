@@ -16,12 +16,12 @@ from .ahcl import train_ahcl
 from .baselines import fit_itq, fit_lsh
 from .atomic import sha256_file, write_json
 from .backbones import DEFAULT_BACKBONE, backbone_spec, weights_label
-from .codes import CodeFile, pack, sign
+from .codes import CodeFile, pack
 from .encoder import Encoder
 from .datasets import load_dataset
 from .errors import HashidxError
 from .features import DEFAULT_VIEWS, FeatureCache, extract_to
-from .finetune import CROP, RESIZE, embed_images, finetune_network, load_crops, resolve_device
+from .finetune import CROP, RESIZE, finetune_network, load_crops, resolve_device
 from .labels import read_labels
 from .model import save_checkpoint
 from .split import Split, load_split, make_split, save_split
@@ -165,8 +165,7 @@ def train_run(source: str | Path, out_dir: str | Path, method: str = "ahcl", bit
         t_train = time.perf_counter() - t1
         if finetune:
             # Symmetric codes need every database image through the whole fine-tuned network.
-            pixels, _, bad = load_crops([ds.absolute(i) for i in db_idx], "fail", desc="encode database")
-            codes = pack(sign(embed_images(head, pixels, torch_device)))
+            codes = Encoder(head, model_config).encode_images([ds.absolute(i) for i in db_idx])[0]
         else:
             # The head's share of database encoding; the backbone's share was the feature extraction.
             codes = Encoder(head, model_config).encode_features(cache.features[db_idx])
