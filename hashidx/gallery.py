@@ -16,7 +16,7 @@ from .images import load_image
 from .progress import progress
 from .query import Results
 
-THUMB_PX = 120
+THUMB_PX = 110
 PER_PAGE = 10
 # Frame colours the screenshot test looks for: pure enough to count in a PNG, distinct from aerial scenes.
 COLOURS = {"match": "#00c853", "miss": "#ff1744", "unknown": "#9e9e9e", "query": "#2962ff"}
@@ -81,18 +81,18 @@ _TEMPLATE = """<!DOCTYPE html>
 <title>{{title}}</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <style>
-body { font: 13px/1.35 system-ui, sans-serif; margin: 16px; color: #222; background: #fafafa; }
+body { font: 13px/1.35 system-ui, sans-serif; margin: 12px; color: #222; background: #fafafa; }
 h1 { font-size: 18px; margin: 0 0 4px; }
 .nav { margin: 8px 0 14px; display: flex; gap: 8px; align-items: center; }
 .nav button { font: inherit; padding: 3px 10px; }
 .legend span { display: inline-block; padding: 0 6px; margin-right: 6px; border-left: 12px solid; }
 .row { display: flex; flex-wrap: wrap; gap: 6px; align-items: flex-start; margin-bottom: 14px; padding-bottom: 10px;
        border-bottom: 1px solid #ddd; }
-.query { margin-right: 14px; }
-.cell { width: 132px; font-size: 11px; overflow: hidden; }
-.frame { width: 120px; height: 120px; border: 5px solid {{unknown}}; display: flex; align-items: center;
+.query { margin-right: 10px; }
+.cell { width: 120px; font-size: 11px; overflow: hidden; }
+.frame { box-sizing: border-box; width: 120px; height: 120px; border: 5px solid {{unknown}}; display: flex; align-items: center;
          justify-content: center; background: #eee; color: #777; text-align: center; }
-.frame img { max-width: 120px; max-height: 120px; display: block; }
+.frame img { max-width: 110px; max-height: 110px; display: block; }
 .query .frame { border-color: {{query}}; }
 .match .frame { border-color: {{match}}; }
 .miss .frame { border-color: {{miss}}; }

@@ -106,7 +106,7 @@ def test_gallery_of_a_uc_merced_query_renders_in_chromium(ucmd_features, ucmd_sl
 
     shot = tmp_path / "gallery.png"
     _headless(browser, tmp_path / "profile", f"--screenshot={shot}", gallery.as_uri())
-    # Frames are 5 px borders of 120 px thumbnails: each visible frame contributes ~2,500 pixels of its colour.
+    # Frames are 5 px borders around 110 px thumbnails: each visible frame gives ~2,300 pixels of its colour.
     for verdict in ("query", "match", "miss"):
         assert _pixels_of(shot, COLOURS[verdict]) > 2000, verdict
     if os.environ.get("HASHIDX_KEEP_SCREENSHOT"):
