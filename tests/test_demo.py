@@ -16,5 +16,6 @@ def test_demo_runs_end_to_end(tmp_path, monkeypatch):
     assert summary["n_query"] + summary["n_database"] == 20 * len(DEMO_CLASSES)
     assert summary["mAP"] > 0.7  # separable textures: far above chance (1/6)
     out = tmp_path / "hashidx-demo"
-    for name in ("run/model.pt", "run/codes.h5", "run/train.json", "index.faiss", "index.faiss.json", "results.tsv"):
+    for name in ("run/model.pt", "run/codes.h5", "run/train.json", "index.faiss", "index.faiss.json", "results.tsv",
+                 "gallery.html"):
         assert (out / name).is_file(), name
