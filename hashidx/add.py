@@ -50,7 +50,10 @@ def add_images(index_path: str | Path, model_path: str | Path, source: str | Pat
     model_sha = sha256_file(model_path)
     check_model(model_path, encoder.bits, model_sha, sidecar["bits"], sidecar.get("model_sha256"),
                 allow_model_mismatch, "model")
-    names, codes, skipped = encoder.encode_named(image_list(source), source, batch_size, on_error)
+    items = image_list(source)
+    names, codes, skipped = encoder.encode_named(items, source, batch_size, on_error)
+    where = dict(items)
+    files = tuple(str(where[n]) for n in names)  # resolved: a gallery finds the pixels wherever the list was
     existing = faiss.vector_to_array(index.id_map) if index.ntotal else np.empty(0, np.int64)
     start = int(existing.max()) + 1 if len(existing) else 0
     ids = np.arange(start, start + len(names), dtype=np.int64)
@@ -61,11 +64,12 @@ def add_images(index_path: str | Path, model_path: str | Path, source: str | Pat
         old = CodeFile.load(extra)
         codes_all, ids_all, names_all = (np.concatenate([old.codes, codes]), np.concatenate([old.ids, ids]),
                                          old.paths + names)
+        files_all = (old.files or ("",) * len(old.paths)) + files
     else:
-        codes_all, ids_all, names_all = codes, ids, names
+        codes_all, ids_all, names_all, files_all = codes, ids, names, files
     # Added items first: a kill before the index lands leaves paths for ids the index lacks, which is harmless.
     CodeFile(codes_all, ids_all, names_all, np.full(len(ids_all), -1, dtype=np.int64), sidecar["bits"], "added",
-             {"model_sha256": model_sha, "encoding": ADDED_ENCODING}).save(extra)
+             {"model_sha256": model_sha, "encoding": ADDED_ENCODING}, files_all).save(extra)
     index.add_with_ids(codes, ids)
     params = {k: v for k, v in sidecar.items() if k in ("index_type", "bits", "nlist", "nprobe", "M", "efSearch")}
     params.update(count=int(index.ntotal), added=int(len(ids_all)),

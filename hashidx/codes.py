@@ -55,6 +55,7 @@ class CodeFile:
     bits: int
     method: str
     attrs: dict = field(default_factory=dict)
+    files: tuple[str, ...] | None = None  # each item's image file, absolute ("" if unknown): for added images
 
     def save(self, path: str | Path) -> None:
         with atomic_path(path) as tmp:
@@ -63,6 +64,8 @@ class CodeFile:
                 f.create_dataset("ids", data=self.ids.astype(np.int64))
                 f.create_dataset("paths", data=list(self.paths), dtype=STR)
                 f.create_dataset("labels", data=self.labels.astype(np.int64))
+                if self.files is not None:
+                    f.create_dataset("files", data=list(self.files), dtype=STR)
                 f.attrs.update({**self.attrs, "kind": "hashidx-codes", "format": CODES_FORMAT, "bits": self.bits,
                                 "method": self.method, "hashidx_version": __version__})
 
@@ -74,7 +77,8 @@ class CodeFile:
             if codes.dtype != np.uint8 or codes.ndim != 2 or codes.shape[1] * 8 != bits:
                 raise HashidxError(f"{path}: 'codes' is {codes.dtype} {codes.shape}, expected uint8 n x {bits // 8}; retrain")
             attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
-            return cls(codes, f["ids"][:], strings(f["paths"]), f["labels"][:], bits, str(f.attrs["method"]), attrs)
+            return cls(codes, f["ids"][:], strings(f["paths"]), f["labels"][:], bits, str(f.attrs["method"]), attrs,
+                       strings(f["files"]) if "files" in f else None)
 
 
 class Item(NamedTuple):
@@ -105,11 +109,15 @@ def items_by_id(path: str | Path, ids: np.ndarray) -> dict[int, Item]:
         # h5py reads a selection only in increasing order.
         unique, inverse = np.unique(rows, return_inverse=True)
         found_paths, found_labels = f["paths"][unique], f["labels"][unique]
+        found_files = f["files"][unique] if "files" in f else None
         classes = json.loads(f.attrs.get("classes", "[]"))
         root = f.attrs.get("image_root")
     out = {}
     for i, j in zip(ids.tolist(), inverse.ravel().tolist()):
         label, name = int(found_labels[j]), found_paths[j].decode()
-        file = Path(root) / name if root else (Path(name) if Path(name).is_absolute() else None)
+        if found_files is not None:
+            file = Path(found_files[j].decode()) if found_files[j] else None
+        else:
+            file = Path(root) / name if root else (Path(name) if Path(name).is_absolute() else None)
         out[int(i)] = Item(name, classes[label] if 0 <= label < len(classes) else None, file)
     return out

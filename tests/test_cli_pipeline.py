@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -224,6 +225,8 @@ def test_add_images_to_an_index(run_dir, ucmd_slice, tmp_path):
     added = CodeFile.load(tmp_path / "db.index.added.h5")
     assert added.ids.tolist() == [80, 81, 82] and added.method == "added"
     assert added.paths == tuple(sorted(split.query[:3]))
+    # Resolved files beside the names as given: a gallery finds the pixels wherever the command ran.
+    assert [Path(f) for f in added.files] == [(new / p).resolve() for p in added.paths]
     index, sidecar = idx.load(index_path)
     assert index.ntotal == 83 and sidecar["added"] == 3
     # An added image queried by itself comes back first, at distance 0, under its own path.
@@ -236,5 +239,6 @@ def test_add_images_to_an_index(run_dir, ucmd_slice, tmp_path):
     assert mine[3] == added.paths[0] and mine[4] == "0"
     # A second add appends: ids continue and the added file holds both batches.
     invoke("add", str(index_path), str(queries), "--model", str(run_dir / "model.pt"))
-    assert CodeFile.load(tmp_path / "db.index.added.h5").ids.tolist() == [80, 81, 82, 83]
+    again = CodeFile.load(tmp_path / "db.index.added.h5")
+    assert again.ids.tolist() == [80, 81, 82, 83] and Path(again.files[3]) == (new / added.paths[0]).resolve()
     assert idx.load(index_path)[0].ntotal == 84
