@@ -62,7 +62,7 @@ def train_ahcl(features: np.ndarray | Network, labels: np.ndarray, n_classes: in
         v = update_codes(v, u_omega, omega, sim, config.lam, groups=groups)
         log.append({"iteration": it + 1, **losses, "r": sim.r, "code_groups": len(groups.first), "network_s": t1 - t0,
                     "codes_s": time.perf_counter() - t1})
-        if checkpointing is not None:
+        if checkpointing is not None and checkpointing.due(it + 1):
             # Packed: 8x smaller, which is what keeps a per-iteration save cheap at 10⁶ codes.
             save_state(checkpointing, it + 1, net.module, net.opt, rng, log, {"v": pack(v)})
     return net.module.eval(), v, {"iterations": log, "pool_size": int(len(pool)), "sample_size": int(m)}

@@ -139,7 +139,9 @@ def features(data: Path, output: Path, backbone: str, image_size: int | None, vi
                    "read): AHCL codes them after the split's database images.")
 @ON_ERROR_OPTION
 @click.option("--resume", is_flag=True,
-              help="Continue an interrupted run of this same command from RUN_DIR/resume.pt (saved every iteration).")
+              help="Continue an interrupted run of this same command from RUN_DIR/resume.pt.")
+@click.option("--checkpoint-every", type=int, default=1, show_default=True,
+              help="Save RUN_DIR/resume.pt every N outer iterations (a fine-tuned VGG's state is ~1 GB).")
 @click.option("--finetune", is_flag=True,
               help="Train the backbone too, end to end on the pool's images (resize 256, crop 224); DATA must be images.")
 @click.option("--weights", default="imagenet", show_default=True,
@@ -152,8 +154,8 @@ def features(data: Path, output: Path, backbone: str, image_size: int | None, vi
 @_one_line_errors
 def train(source: Path, method: str, bits: int, split_path: Path | None, query_fraction: float,
           train_pool: float | None, seed: int, split_seed: int, iterations: int, backbone: str, image_size: int | None, views: int,
-          labels_only: Path | None, on_error: str, resume: bool, finetune: bool, weights: str, device: str,
-          augment: bool, output: Path) -> None:
+          labels_only: Path | None, on_error: str, resume: bool, checkpoint_every: int, finetune: bool, weights: str,
+          device: str, augment: bool, output: Path) -> None:
     """Train a hash model and learn database codes: writes model.pt, codes.h5, split.json, train.json.
 
     DATA_OR_FEATURES is a dataset (features are extracted into RUN_DIR/features.h5 first) or a
@@ -165,7 +167,8 @@ def train(source: Path, method: str, bits: int, split_path: Path | None, query_f
     rec = train_run(source, output, method, bits, split_path=split_path, query_fraction=query_fraction, seed=seed,
                     split_seed=split_seed, train_pool=train_pool, backbone=backbone, image_size=image_size, views=views,
                     config=TrainConfig(iterations=iterations), labels_only=labels_only, on_error=on_error,
-                    resume=resume, finetune=finetune, weights=weights, device=device, augment=augment)
+                    resume=resume, finetune=finetune, weights=weights, device=device, augment=augment,
+                    checkpoint_every=checkpoint_every)
     _report_skipped([(s["path"], s["error"]) for s in rec["skipped_images"]], "listed in train.json")
     t = rec["times_s"]
     click.echo(f"{output}: {method} {bits} bits, {rec['n_codes']} database codes, trained on a pool of "

@@ -76,12 +76,13 @@ def train_run(source: str | Path, out_dir: str | Path, method: str = "ahcl", bit
               train_pool: float | None = None, backbone: str = DEFAULT_BACKBONE, image_size: int | None = None,
               views: int = DEFAULT_VIEWS, batch_size: int = 8, config: TrainConfig | None = None,
               labels_only: str | Path | None = None, on_error: str = "fail", resume: bool = False,
-              finetune: bool = False, weights: str = "imagenet", device: str = "auto", augment: bool = False) -> dict:
+              finetune: bool = False, weights: str = "imagenet", device: str = "auto", augment: bool = False,
+              checkpoint_every: int = 1) -> dict:
     """Train `method` and write the run folder; returns the train.json record.
 
     `labels_only` (AHCL only) names a labels file of extra database items with no pixels: they get
     solver-learned codes after the split's database images, and ids that continue theirs.
-    AHCL and symmetric save their state to RUN_DIR/resume.pt after every outer iteration (removed
+    AHCL and symmetric save their state to RUN_DIR/resume.pt every `checkpoint_every` outer iterations (removed
     when the run completes); `resume` continues from it, to the same outputs as an uninterrupted run.
     `finetune` trains the backbone too, end to end on the pool's images (DATA must be images), starting
     from `weights` (imagenet, none or a state-dict file), on `device` (auto: CUDA when available).
@@ -151,7 +152,10 @@ def train_run(source: str | Path, out_dir: str | Path, method: str = "ahcl", bit
     fingerprint = json.dumps({"method": method, "config": config.to_json(), "features": data_id,
                               "split": sha256_file(out / "split.json"), "pool": pool.tolist(),
                               "labels_only": None if labels_only is None else sha256_file(labels_only)})
-    checkpointing = Checkpointing(out / "resume.pt", hashlib.sha256(fingerprint.encode()).hexdigest(), resume)
+    if checkpoint_every < 1:
+        raise HashidxError(f"--checkpoint-every {checkpoint_every}: use a number of iterations >= 1")
+    checkpointing = Checkpointing(out / "resume.pt", hashlib.sha256(fingerprint.encode()).hexdigest(), resume,
+                                  checkpoint_every)
     t1 = time.perf_counter()
     if method == "ahcl":
         head, v, log = train_ahcl(inputs, db_labels, len(ds.classes), config, pool, checkpointing)

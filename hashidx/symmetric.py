@@ -34,6 +34,6 @@ def train_symmetric(features: np.ndarray | Network, labels: np.ndarray, n_classe
         u_memory, losses = network_epochs(net, everyone, label_t, pair_targets(u_memory, sim), config, rng)
         net.sched.step()
         log.append({"iteration": it + 1, **losses, "r": sim.r, "network_s": time.perf_counter() - t0})
-        if checkpointing is not None:
+        if checkpointing is not None and checkpointing.due(it + 1):
             save_state(checkpointing, it + 1, net.module, net.opt, rng, log, {"u_memory": u_memory})
     return net.module.eval(), {"iterations": log, "pool_size": int(len(labels))}

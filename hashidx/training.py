@@ -87,7 +87,7 @@ def pairwise_loss(u: torch.Tensor, ttt: torch.Tensor, st: torch.Tensor, s_sq: to
 
 @dataclass(frozen=True)
 class Checkpointing:
-    """Where a training loop saves its whole state after every outer iteration, and whether to continue from it.
+    """Where a training loop saves its whole state every `every` outer iterations, and whether to continue from it.
 
     `identity` fingerprints the command (method, settings, data): a state written by another command
     is never continued.
@@ -96,6 +96,11 @@ class Checkpointing:
     path: Path
     identity: str
     resume: bool = False
+    every: int = 1
+
+    def due(self, done: int) -> bool:
+        """Save after `done` iterations? (A fine-tuned VGG's state is ~1 GB: saving less often bounds that cost.)"""
+        return done % self.every == 0
 
 
 def save_state(ck: Checkpointing, iteration: int, head: torch.nn.Module, opt: torch.optim.Optimizer,

@@ -180,3 +180,18 @@ def test_killed_add_keeps_a_consistent_index(ucmd_features, ucmd_slice, tmp_path
         assert index.ntotal in (80, 84) and sidecar["count"] == index.ntotal
         if index.ntotal == 84:  # every added id is named in the added file
             assert CodeFile.load(Path(f"{path}.added.h5")).ids.tolist() == [80, 81, 82, 83]
+
+
+def test_checkpoint_every_n_iterations_resumes_to_the_same_codes(ucmd_features, tmp_path):
+    from hashidx.ahcl import train_ahcl
+    from hashidx.training import Checkpointing, TrainConfig
+
+    cache = FeatureCache.load(ucmd_features)
+    feats, labels = cache.features, cache.dataset.labels
+    whole = train_ahcl(feats, labels, 5, TrainConfig(bits=16, iterations=5))[1]
+    ck = Checkpointing(tmp_path / "resume.pt", "same", every=2)
+    train_ahcl(feats, labels, 5, TrainConfig(bits=16, iterations=3), checkpointing=ck)  # "killed" after iteration 3
+    assert torch.load(ck.path, weights_only=True)["iteration"] == 2  # saved at 2, not at 1 or 3
+    resumed = train_ahcl(feats, labels, 5, TrainConfig(bits=16, iterations=5),
+                         checkpointing=Checkpointing(ck.path, "same", resume=True, every=2))[1]
+    assert np.array_equal(whole, resumed)
