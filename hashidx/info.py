@@ -93,7 +93,7 @@ def _torch_file(path: Path) -> dict:
     c = obj["config"]
     facts = {"method": c.get("method"), "bits": c.get("bits"), "backbone": c.get("backbone"),
              "image_size": c.get("image_size"), "views": c.get("views"), "classes": len(c.get("classes", [])),
-             "finetuned": bool(c.get("finetune", False)), "seed": c.get("seed"),
+             "weights": c.get("weights", "imagenet"), "finetuned": bool(c.get("finetune", False)), "seed": c.get("seed"),
              "parameters": sum(int(t.numel()) for t in obj["state_dict"].values()),
              "sha256": sha256_file(path), "hashidx_version": c.get("hashidx_version")}
     companions = []
