@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -31,6 +32,11 @@ def _one_line_errors(fn):
         except KeyboardInterrupt:
             click.echo("error: interrupted; no output was left half-written", err=True)
             sys.exit(130)
+        except BrokenPipeError:
+            # The reader stopped early (`hashidx info FILE | head`): not a failure to report. Point stdout
+            # at /dev/null so the interpreter's final flush does not raise again.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(141)
         except Exception as exc:  # the last line of defence: no tracebacks without --debug
             if ctx.obj.get("debug"):
                 raise
@@ -329,6 +335,7 @@ def datasets() -> None:
 
 
 @datasets.command("list")
+@_one_line_errors
 def datasets_list() -> None:
     """Each dataset's name, size, where it comes from, and whether hashidx can fetch it directly."""
     from .download import CATALOGUE

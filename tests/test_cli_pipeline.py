@@ -128,6 +128,15 @@ def test_console_script_reports_errors_in_one_line(tmp_path):
     assert proc.stderr.strip().count("\n") == 0 and "train.json" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_a_reader_that_stops_early_is_not_an_error():
+    # `hashidx datasets list | head -1`: the pipe closes before hashidx writes.
+    proc = subprocess.Popen([sys.executable, "-m", "hashidx", "datasets", "list"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()
+    stderr = proc.stderr.read()
+    assert proc.wait() == 141 and stderr == ""
+
+
 def test_train_pool_codes_every_database_item(ucmd_features, tmp_path):
     out = tmp_path / "pool"
     invoke("train", str(ucmd_features), "--bits", "16", "--iterations", "3", "--train-pool", "0.25", "-o", str(out))
