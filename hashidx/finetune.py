@@ -81,7 +81,6 @@ class ImageInputs:
     """Pool images kept as uint8 crops; a batch is scaled to [0,1] and, when training with `augment`,
     rotated by a multiple of 90° and flipped (aerial scenes have no up)."""
 
-
     def __init__(self, pixels: torch.Tensor, augment: bool = False):
         self.pixels, self.augment = pixels, augment
 
@@ -109,16 +108,10 @@ def finetune_network(backbone: str, weights: str, pixels: torch.Tensor, n_classe
     return Network(net, opt, sched, ImageInputs(pixels, augment), device, amp=device.type == "cuda")
 
 
-@torch.inference_mode()
 def embed_images(net: nn.Module, pixels: torch.Tensor, device: torch.device | None = None,
                  batch_size: int = 64) -> np.ndarray:
-    """Outputs u of a fine-tuned HashNet for uint8 crops (eval mode)."""
+    """Outputs u of a fine-tuned HashNet for uint8 crops (eval mode), through the training loop's own
+    batching and autocast (Network.embed)."""
     device = device or next(net.parameters()).device
-    net.eval()
-    out = []
-    for i in range(0, len(pixels), batch_size):
-        x = (pixels[i:i + batch_size].float() / 255.0).to(device).contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            u, _ = net(x)
-        out.append(u.float().cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+    inference = Network(net, None, None, ImageInputs(pixels), device, amp=device.type == "cuda")
+    return inference.embed(np.arange(len(pixels)), batch_size)

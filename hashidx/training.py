@@ -165,8 +165,8 @@ class Network:
     inputs it reads by pool position (cached features, or images for end-to-end fine-tuning)."""
 
     module: torch.nn.Module
-    opt: torch.optim.Optimizer
-    sched: torch.optim.lr_scheduler.LRScheduler
+    opt: torch.optim.Optimizer | None  # None: inference only
+    sched: torch.optim.lr_scheduler.LRScheduler | None
     inputs: Any  # batch(positions, train) → tensor
     device: torch.device = torch.device("cpu")
     amp: bool = False  # bf16 autocast (CUDA)
