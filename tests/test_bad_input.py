@@ -285,3 +285,26 @@ def test_empty_codes_and_empty_index(small_run, tmp_path):
     (tmp_path / "e.index.json").write_text(json.dumps({**sidecar, "index_sha256": sha256_file(tmp_path / "e.index")}))
     refused(cli(*args), str(tmp_path / "e.index"), "the index is empty")
     assert not (tmp_path / "r").exists()
+
+
+def test_features_made_of_other_layers_are_refused(small_run, tmp_path):
+    root, data = small_run
+    # A cache from before multi-level pooling records no `layers`: its vectors are the head's pooled 1280.
+    legacy = tmp_path / "legacy.h5"
+    shutil.copy(root / "f.h5", legacy)
+    with h5py.File(legacy, "a") as f:
+        del f.attrs["layers"]
+    assert FeatureCache.load(legacy).layers == "avgpool(head)"
+    refused(query(root, legacy, out_name="bad.tsv"), str(legacy), "avgpool(head)", "retrain the model")
+    # A model trained on such features cannot encode images with the current extractor.
+    import torch
+
+    ck = torch.load(root / "run" / "model.pt", weights_only=True)
+    del ck["config"]["layers"]
+    old_model = tmp_path / "old.pt"
+    torch.save(ck, old_model)
+    qf = tmp_path / "q.txt"
+    qf.write_text(f"{sorted((data / 'forest').iterdir())[0]}\n")
+    refused(cli("query", str(root / "flat.index"), str(qf), "--model", str(old_model), "--allow-model-mismatch",
+                "-o", str(tmp_path / "bad.tsv")), "trained on avgpool(head) of efficientnet-lite0", "retrain the model")
+    assert not (tmp_path / "bad.tsv").exists() and not (root / "bad.tsv").exists()

@@ -41,14 +41,15 @@ def run_dir(ucmd_features, tmp_path_factory):
 def test_features_command_writes_a_complete_cache(ucmd_slice, tmp_path):
     out = tmp_path / "f.h5"
     msg = invoke("features", str(ucmd_slice), "--views", "1", "-o", str(out))
-    assert "100 images, 5 classes, 1280-d" in msg
+    assert "100 images, 5 classes, 1712-d" in msg
     cache = FeatureCache.load(out)
-    assert cache.features.shape == (100, 1280) and np.isfinite(cache.features).all()
+    assert cache.features.shape == (100, 1712) and np.isfinite(cache.features).all()
     assert cache.dataset.classes == ("agricultural", "airplane", "beach", "forest", "harbor")
     assert np.bincount(cache.dataset.labels).tolist() == [20] * 5
     with h5py.File(out) as f:
         assert f.attrs["backbone"] == "efficientnet-lite0" and f.attrs["image_size"] == 224 and f.attrs["views"] == 1
         assert "preprocessing" in f.attrs and "hashidx_version" in f.attrs
+        assert f.attrs["layers"] == "avgpool(blocks 10, 15) + avgpool(head)"
 
 
 def test_train_outputs(run_dir, ucmd_features):

@@ -34,7 +34,7 @@ def _describe(path) -> dict:
 
 def test_each_kind_of_file_is_recognised_with_its_facts(run, ucmd_features):
     features = _describe(ucmd_features)
-    assert (features["kind"], features["facts"]["images"], features["facts"]["dim"]) == ("hashidx-features", 100, 1280)
+    assert (features["kind"], features["facts"]["images"], features["facts"]["dim"]) == ("hashidx-features", 100, 1712)
     codes = _describe(run / "run" / "codes.h5")
     assert codes["facts"] | {"items": 80, "bits": 16, "method": "ahcl", "classes": 5} == codes["facts"]
     model = _describe(run / "run" / "model.pt")
