@@ -1,7 +1,7 @@
 """A million labelled items: AHCL database codes from labels alone, then flat / IVF / HNSW indexes and queries.
 
 Synthetic, seeded data (no images): C classes, a pool of features whose images would train the
-network (class centre + noise, 1280-d like EfficientNet-Lite0), N label-only archive items, and
+network (class centre + noise, 1280-d like EfficientNet-Lite0's head), N label-only archive items, and
 held-out queries drawn like the pool. Every step runs through the `hashidx` command line in its own
 process, so wall time and peak RSS are the whole command's:
 
