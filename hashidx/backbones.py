@@ -63,8 +63,8 @@ def _load_into(net: nn.Module, state: dict, source: str, what: str) -> None:
 
 
 # Blocks whose outputs are pooled beside the head: the ends of the stride-16 stage (112 channels) and of the
-# last stage (320). Mid-level texture (how dense the roofs are) separates classes the head's 1280 channels
-# confuse; chosen on validation splits (README, "Choices measured").
+# last stage (320). With them, dense vs medium residential (the head's most frequent confusion) separate better;
+# chosen on validation splits (README, "Choices measured").
 LITE0_BLOCKS = (10, 15)
 
 
