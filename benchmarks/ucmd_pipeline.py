@@ -19,13 +19,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hashidx import __version__
-from hashidx.atomic import write_json
-from hashidx.datasets import load_dataset
-from hashidx.evaluate import evaluate_run
-from hashidx.features import DEFAULT_VIEWS, FeatureCache, compute_features
-from hashidx.runs import train_run
-from hashidx.split import make_split, save_split
+from hashidx.data.datasets import load_dataset
+from hashidx.data.split import make_split, save_split
+from hashidx.evaluation.evaluate import evaluate_run
+from hashidx.features.cache import FeatureCache
+from hashidx.features.extract import DEFAULT_VIEWS, compute_features
+from hashidx.io.atomic import write_json
+from hashidx.methods.runs import train_run
+from hashidx.version import __version__
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,22 +61,42 @@ def main() -> None:
             run = args.output / f"ahcl-{bits}-seed{seed}"
             rec = train_run(features_path, run, "ahcl", bits, split_path=split_path, seed=seed)
             metrics = evaluate_run(run)
-            rows.append({"bits": bits, "seed": seed, "train_s": rec["times_s"]["train"],
-                         "train_eval_s": time.perf_counter() - t1,
-                         **{k: metrics[k] for k in ("mAP", "mAP@100", "P@10", "P@H<=2", "n_query", "n_database")}})
+            rows.append(
+                {
+                    "bits": bits,
+                    "seed": seed,
+                    "train_s": rec["times_s"]["train"],
+                    "train_eval_s": time.perf_counter() - t1,
+                    **{k: metrics[k] for k in ("mAP", "mAP@100", "P@10", "P@H<=2", "n_query", "n_database")},
+                }
+            )
     total = time.perf_counter() - t0
-    report = {"dataset": str(args.data), "n_images": n_images, "views": args.views, "seeds": seeds,
-              "features_s": t_features, "total_s": total, "rows": rows, "hashidx_version": __version__,
-              "torch": torch.__version__, "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-              "machine": f"{platform.machine()} {platform.processor() or ''}".strip()}
+    report = {
+        "dataset": str(args.data),
+        "n_images": n_images,
+        "views": args.views,
+        "seeds": seeds,
+        "features_s": t_features,
+        "total_s": total,
+        "rows": rows,
+        "hashidx_version": __version__,
+        "torch": torch.__version__,
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+    }
     write_json(args.output / "pipeline.json", report)
-    print(f"features: {n_images} images x {args.views} views in {t_features:.0f}s; total {total:.0f}s "
-          f"on {os.cpu_count()} CPUs")
+    print(
+        f"features: {n_images} images x {args.views} views in {t_features:.0f}s; total {total:.0f}s "
+        f"on {os.cpu_count()} CPUs"
+    )
     print("| bits | seed | mAP | mAP@100 | P@10 | P@H≤2 | training (s) |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['bits']} | {r['seed']} | {r['mAP']:.4f} | {r['mAP@100']:.4f} | {r['P@10']:.4f} | "
-              f"{r['P@H<=2']:.4f} | {r['train_s']:.1f} |")
+        print(
+            f"| {r['bits']} | {r['seed']} | {r['mAP']:.4f} | {r['mAP@100']:.4f} | {r['P@10']:.4f} | "
+            f"{r['P@H<=2']:.4f} | {r['train_s']:.1f} |"
+        )
     if len(seeds) > 1:
         for bits in sorted({r["bits"] for r in rows}):
             maps = np.array([r["mAP"] for r in rows if r["bits"] == bits])

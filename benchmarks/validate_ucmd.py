@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from hashidx.evaluate import evaluate_run
-from hashidx.features import FeatureCache
-from hashidx.progress import set_quiet
-from hashidx.runs import train_run
-from hashidx.split import make_split, save_split
+from hashidx.data.split import make_split, save_split
+from hashidx.evaluation.evaluate import evaluate_run
+from hashidx.features.cache import FeatureCache
+from hashidx.io.progress import set_quiet
+from hashidx.methods.runs import train_run
 
 
 def validation_splits(features: Path, out: Path, n_splits: int) -> list[Path]:
@@ -73,7 +73,9 @@ def main() -> None:
             keys = [k for k in base if k[1] == b]
             wins = sum(other[k] > base[k] for k in keys)
             diff = np.mean([other[k] - base[k] for k in keys])
-            print(f"{b} bits: {args.compare} minus {args.features} {diff:+.4f}, ahead in {wins}/{len(keys)} paired runs")
+            print(
+                f"{b} bits: {args.compare} minus {args.features} {diff:+.4f}, ahead in {wins}/{len(keys)} paired runs"
+            )
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """`python -m hashidx` runs the command line."""
 
-from .cli import main
+from hashidx.cli import main
 
 main()

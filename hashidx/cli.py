@@ -11,9 +11,9 @@ from pathlib import Path
 
 import click
 
-from . import __version__
-from .errors import HashidxError
-from .progress import set_quiet
+from hashidx.errors import HashidxError
+from hashidx.io.progress import set_quiet
+from hashidx.version import __version__
 
 
 def _one_line_errors(fn):
@@ -40,7 +40,9 @@ def _one_line_errors(fn):
         except Exception as exc:  # the last line of defence: no tracebacks without --debug
             if ctx.obj.get("debug"):
                 raise
-            click.echo(f"error: unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", err=True)
+            click.echo(
+                f"error: unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", err=True
+            )
             sys.exit(1)
 
     return wrapper
@@ -74,8 +76,12 @@ def main(ctx: click.Context, quiet: bool, debug: bool) -> None:
 
 
 ON_ERROR_OPTION = click.option(
-    "--on-error", type=click.Choice(["fail", "skip"]), default="fail", show_default=True,
-    help="An unreadable image: stop with its path (fail), or leave it out, list it and go on (skip).")
+    "--on-error",
+    type=click.Choice(["fail", "skip"]),
+    default="fail",
+    show_default=True,
+    help="An unreadable image: stop with its path (fail), or leave it out, list it and go on (skip).",
+)
 
 
 def _report_skipped(skipped: list[tuple[str, str]], where: str) -> None:
@@ -87,98 +93,197 @@ def _report_skipped(skipped: list[tuple[str, str]], where: str) -> None:
 
 
 VIEWS_OPTION = click.option(
-    "--views", type=click.Choice(["1", "4", "8"]), default="8", show_default=True, callback=lambda c, p, v: int(v),
-    help="Average features over orientations: 1 as is, 4 rotations, 8 rotations x flip (8x the backbone time).")
+    "--views",
+    type=click.Choice(["1", "4", "8"]),
+    default="8",
+    show_default=True,
+    callback=lambda c, p, v: int(v),
+    help="Average features over orientations: 1 as is, 4 rotations, 8 rotations x flip (8x the backbone time).",
+)
 
 
 @main.command()
 @click.argument("data", type=click.Path(exists=True, path_type=Path))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Feature cache to write (.h5).")
-@click.option("--backbone", default="efficientnet-lite0", show_default=True,
-              help="Pretrained CNN (frozen): efficientnet-lite0 (offline weights), or with torchvision installed "
-                   "alexnet, vgg11, vgg16, vgg19, resnet18, resnet50, resnet101, densenet121.")
+@click.option(
+    "--backbone",
+    default="efficientnet-lite0",
+    show_default=True,
+    help="Pretrained CNN (frozen): efficientnet-lite0 (offline weights), or with torchvision installed "
+    "alexnet, vgg11, vgg16, vgg19, resnet18, resnet50, resnet101, densenet121.",
+)
 @click.option("--image-size", type=int, default=None, help="Input size in pixels [default: the backbone's, 224].")
 @VIEWS_OPTION
 @click.option("--batch-size", type=int, default=8, show_default=True, help="Images per backbone call.")
 @ON_ERROR_OPTION
-@click.option("--checkpoint-every", type=int, default=32, show_default=True,
-              help="Save progress to OUTPUT.partial every N batches; an interrupted run resumes from there.")
-@click.option("--weights", default="imagenet", show_default=True,
-              help="The backbone's weights: imagenet, none, or a local state-dict file.")
+@click.option(
+    "--checkpoint-every",
+    type=int,
+    default=32,
+    show_default=True,
+    help="Save progress to OUTPUT.partial every N batches; an interrupted run resumes from there.",
+)
+@click.option(
+    "--weights",
+    default="imagenet",
+    show_default=True,
+    help="The backbone's weights: imagenet, none, or a local state-dict file.",
+)
 @_one_line_errors
-def features(data: Path, output: Path, backbone: str, image_size: int | None, views: int, batch_size: int,
-             on_error: str, checkpoint_every: int, weights: str) -> None:
+def features(
+    data: Path,
+    output: Path,
+    backbone: str,
+    image_size: int | None,
+    views: int,
+    batch_size: int,
+    on_error: str,
+    checkpoint_every: int,
+    weights: str,
+) -> None:
     """Extract backbone features of DATA (class folders or a path<TAB>label list) into an HDF5 cache.
 
     Progress is kept in OUTPUT.partial while it runs: rerunning an interrupted command resumes it.
     """
-    from .datasets import load_dataset
-    from .features import extract_to
+    from hashidx.data.datasets import load_dataset
+    from hashidx.features.extract import extract_to
 
     ds = load_dataset(data)
     cache = extract_to(ds, output, backbone, image_size, views, batch_size, on_error, checkpoint_every, weights)
     _report_skipped(cache.skipped, f"listed in {output}'s 'skipped' attribute")
-    click.echo(f"{output}: {len(cache.dataset)} images, {len(ds.classes)} classes, "
-               f"{cache.features.shape[1]}-d {backbone} features")
+    click.echo(
+        f"{output}: {len(cache.dataset)} images, {len(ds.classes)} classes, "
+        f"{cache.features.shape[1]}-d {backbone} features"
+    )
 
 
 @main.command()
 @click.argument("source", metavar="DATA_OR_FEATURES", type=click.Path(exists=True, path_type=Path))
-@click.option("--method", type=click.Choice(["ahcl", "symmetric", "itq", "lsh"]), default="ahcl", show_default=True,
-              help="ahcl: database codes learned by the solver; symmetric: sgn(F(x)) of every database image; "
-                   "itq / lsh: unsupervised, on the same features.")
+@click.option(
+    "--method",
+    type=click.Choice(["ahcl", "symmetric", "itq", "lsh"]),
+    default="ahcl",
+    show_default=True,
+    help="ahcl: database codes learned by the solver; symmetric: sgn(F(x)) of every database image; "
+    "itq / lsh: unsupervised, on the same features.",
+)
 @click.option("--bits", type=int, default=32, show_default=True, help="Code length, a multiple of 8.")
 @click.option("--split", "split_path", type=click.Path(exists=True, path_type=Path), help="Reuse a split.json.")
 @click.option("--query-fraction", type=float, default=0.2, show_default=True, help="Per class, for a new split.")
-@click.option("--train-pool", type=float, default=None,
-              help="Database images whose pixels train the network: a count, or a fraction ≤ 1 [default: all].")
+@click.option(
+    "--train-pool",
+    type=float,
+    default=None,
+    help="Database images whose pixels train the network: a count, or a fraction ≤ 1 [default: all].",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Training seed (sampling, init, dropout).")
 @click.option("--split-seed", type=int, default=0, show_default=True, help="Seed of a new split.")
 @click.option("--iterations", type=int, default=30, show_default=True, help="Outer iterations T.")
-@click.option("--backbone", default="efficientnet-lite0", show_default=True,
-              help="When DATA is images: efficientnet-lite0 (offline weights), or with torchvision installed alexnet, "
-                   "vgg11, vgg16, vgg19, resnet18, resnet50, resnet101, densenet121.")
+@click.option(
+    "--backbone",
+    default="efficientnet-lite0",
+    show_default=True,
+    help="When DATA is images: efficientnet-lite0 (offline weights), or with torchvision installed alexnet, "
+    "vgg11, vgg16, vgg19, resnet18, resnet50, resnet101, densenet121.",
+)
 @click.option("--image-size", type=int, default=None, help="When DATA is images [default: the backbone's].")
 @VIEWS_OPTION
-@click.option("--labels-only", type=click.Path(exists=True, path_type=Path),
-              help="More database items given by label alone (labels .h5 or path<TAB>label list; images never "
-                   "read): AHCL codes them after the split's database images.")
+@click.option(
+    "--labels-only",
+    type=click.Path(exists=True, path_type=Path),
+    help="More database items given by label alone (labels .h5 or path<TAB>label list; images never "
+    "read): AHCL codes them after the split's database images.",
+)
 @ON_ERROR_OPTION
-@click.option("--resume", is_flag=True,
-              help="Continue an interrupted run of this same command from RUN_DIR/resume.pt.")
-@click.option("--checkpoint-every", type=int, default=1, show_default=True,
-              help="Save RUN_DIR/resume.pt every N outer iterations (a fine-tuned VGG's state is ~1 GB).")
-@click.option("--finetune", is_flag=True,
-              help="Train the backbone too, end to end on the pool's images (resize 256, crop 224); DATA must be images.")
-@click.option("--weights", default="imagenet", show_default=True,
-              help="When DATA is images: the backbone's weights (with --finetune, its starting weights): "
-                   "imagenet, none, or a local state-dict file.")
-@click.option("--device", default="auto", show_default=True,
-              help="With --finetune: auto (CUDA when available, with bf16 mixed precision), cpu, cuda, cuda:N.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run of this same command from RUN_DIR/resume.pt.")
+@click.option(
+    "--checkpoint-every",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Save RUN_DIR/resume.pt every N outer iterations (a fine-tuned VGG's state is ~1 GB).",
+)
+@click.option(
+    "--finetune",
+    is_flag=True,
+    help="Train the backbone too, end to end on the pool's images (resize 256, crop 224); DATA must be images.",
+)
+@click.option(
+    "--weights",
+    default="imagenet",
+    show_default=True,
+    help="When DATA is images: the backbone's weights (with --finetune, its starting weights): "
+    "imagenet, none, or a local state-dict file.",
+)
+@click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    help="With --finetune: auto (CUDA when available, with bf16 mixed precision), cpu, cuda, cuda:N.",
+)
 @click.option("--augment", is_flag=True, help="With --finetune: random 90° rotations and flips of the training images.")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Run folder to write.")
 @_one_line_errors
-def train(source: Path, method: str, bits: int, split_path: Path | None, query_fraction: float,
-          train_pool: float | None, seed: int, split_seed: int, iterations: int, backbone: str, image_size: int | None, views: int,
-          labels_only: Path | None, on_error: str, resume: bool, checkpoint_every: int, finetune: bool, weights: str,
-          device: str, augment: bool, output: Path) -> None:
+def train(
+    source: Path,
+    method: str,
+    bits: int,
+    split_path: Path | None,
+    query_fraction: float,
+    train_pool: float | None,
+    seed: int,
+    split_seed: int,
+    iterations: int,
+    backbone: str,
+    image_size: int | None,
+    views: int,
+    labels_only: Path | None,
+    on_error: str,
+    resume: bool,
+    checkpoint_every: int,
+    finetune: bool,
+    weights: str,
+    device: str,
+    augment: bool,
+    output: Path,
+) -> None:
     """Train a hash model and learn database codes: writes model.pt, codes.h5, split.json, train.json.
 
     DATA_OR_FEATURES is a dataset (features are extracted into RUN_DIR/features.h5 first) or a
     feature cache from 'hashidx features' (then --backbone, --image-size and --views come from it).
     """
-    from .training import TrainConfig
-    from .runs import train_run
+    from hashidx.methods.runs import train_run
+    from hashidx.methods.training import TrainConfig
 
-    rec = train_run(source, output, method, bits, split_path=split_path, query_fraction=query_fraction, seed=seed,
-                    split_seed=split_seed, train_pool=train_pool, backbone=backbone, image_size=image_size, views=views,
-                    config=TrainConfig(iterations=iterations), labels_only=labels_only, on_error=on_error,
-                    resume=resume, finetune=finetune, weights=weights, device=device, augment=augment,
-                    checkpoint_every=checkpoint_every)
+    rec = train_run(
+        source,
+        output,
+        method,
+        bits,
+        split_path=split_path,
+        query_fraction=query_fraction,
+        seed=seed,
+        split_seed=split_seed,
+        train_pool=train_pool,
+        backbone=backbone,
+        image_size=image_size,
+        views=views,
+        config=TrainConfig(iterations=iterations),
+        labels_only=labels_only,
+        on_error=on_error,
+        resume=resume,
+        finetune=finetune,
+        weights=weights,
+        device=device,
+        augment=augment,
+        checkpoint_every=checkpoint_every,
+    )
     _report_skipped([(s["path"], s["error"]) for s in rec["skipped_images"]], "listed in train.json")
     t = rec["times_s"]
-    click.echo(f"{output}: {method} {bits} bits, {rec['n_codes']} database codes, trained on a pool of "
-               f"{rec['pool_size']} images (features {t['features']:.1f}s, training {t['train']:.1f}s)")
+    click.echo(
+        f"{output}: {method} {bits} bits, {rec['n_codes']} database codes, trained on a pool of "
+        f"{rec['pool_size']} images (features {t['features']:.1f}s, training {t['train']:.1f}s)"
+    )
 
 
 @main.command("build-index")
@@ -187,15 +292,20 @@ def train(source: Path, method: str, bits: int, split_path: Path | None, query_f
 @click.option("--nlist", type=int, default=None, help="IVF lists [default: ~√n, ≥39 codes per list].")
 @click.option("--nprobe", type=int, default=None, help="IVF lists probed at search [default: nlist/8].")
 @click.option("--hnsw-m", type=int, default=32, show_default=True, help="HNSW neighbours per node.")
-@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Index file (+ OUTPUT.json sidecar).")
+@click.option(
+    "-o", "--output", required=True, type=click.Path(path_type=Path), help="Index file (+ OUTPUT.json sidecar)."
+)
 @_one_line_errors
 def build_index(codes: Path, index_type: str, nlist: int | None, nprobe: int | None, hnsw_m: int, output: Path) -> None:
     """Load database codes (codes.h5) into a FAISS binary index with ids."""
-    from . import index as idx
+    from hashidx.index import indexes as idx
 
     sidecar = idx.build_file(codes, output, index_type, nlist, nprobe, hnsw_m)
     extra = ", ".join(f"{k}={sidecar[k]}" for k in ("nlist", "nprobe", "M") if k in sidecar)
-    click.echo(f"{output}: {index_type} index, {sidecar['count']} codes of {sidecar['bits']} bits" + (f" ({extra})" if extra else ""))
+    click.echo(
+        f"{output}: {index_type} index, {sidecar['count']} codes of {sidecar['bits']} bits"
+        + (f" ({extra})" if extra else "")
+    )
 
 
 @main.command()
@@ -206,13 +316,14 @@ def build_index(codes: Path, index_type: str, nlist: int | None, nprobe: int | N
 @click.option("--allow-model-mismatch", is_flag=True, help="Add even if the model is not the one the codes came from.")
 @ON_ERROR_OPTION
 @_one_line_errors
-def add(index_path: Path, source: Path, model_path: Path, batch_size: int, allow_model_mismatch: bool,
-        on_error: str) -> None:
+def add(
+    index_path: Path, source: Path, model_path: Path, batch_size: int, allow_model_mismatch: bool, on_error: str
+) -> None:
     """Add new images to INDEX, encoded by the network (sgn F(x)): a folder of images or a list of paths.
 
     Their ids follow the index's; their codes and paths go to INDEX.added.h5.
     """
-    from .add import add_images
+    from hashidx.index.add import add_images
 
     sidecar, skipped = add_images(index_path, model_path, source, batch_size, on_error, allow_model_mismatch)
     _report_skipped(skipped, "not added")
@@ -222,20 +333,41 @@ def add(index_path: Path, source: Path, model_path: Path, batch_size: int, allow
 @main.command()
 @click.argument("index_path", metavar="INDEX", type=click.Path(path_type=Path))
 @click.argument("query_file", metavar="QUERIES", type=click.Path(path_type=Path))
-@click.option("--model", "model_path", type=click.Path(path_type=Path),
-              help="model.pt of the run; needed unless QUERIES is a codes file.")
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(path_type=Path),
+    help="model.pt of the run; needed unless QUERIES is a codes file.",
+)
 @click.option("-k", type=int, default=20, show_default=True, help="Results per query.")
 @click.option("--nprobe", type=int, default=None, help="Override the index's IVF nprobe.")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Results file.")
 @click.option("--format", "fmt", type=click.Choice(["tsv", "jsonl"]), default="tsv", show_default=True)
-@click.option("--html", "html_path", type=click.Path(path_type=Path),
-              help="Also write a gallery: one self-contained HTML page of each query beside its results.")
+@click.option(
+    "--html",
+    "html_path",
+    type=click.Path(path_type=Path),
+    help="Also write a gallery: one self-contained HTML page of each query beside its results.",
+)
 @click.option("--batch-size", type=int, default=8, show_default=True, help="Images per backbone call.")
-@click.option("--allow-model-mismatch", is_flag=True, help="Search even if the model is not the one the codes came from.")
+@click.option(
+    "--allow-model-mismatch", is_flag=True, help="Search even if the model is not the one the codes came from."
+)
 @ON_ERROR_OPTION
 @_one_line_errors
-def query(index_path: Path, query_file: Path, model_path: Path | None, k: int, nprobe: int | None, output: Path,
-          fmt: str, html_path: Path | None, batch_size: int, allow_model_mismatch: bool, on_error: str) -> None:
+def query(
+    index_path: Path,
+    query_file: Path,
+    model_path: Path | None,
+    k: int,
+    nprobe: int | None,
+    output: Path,
+    fmt: str,
+    html_path: Path | None,
+    batch_size: int,
+    allow_model_mismatch: bool,
+    on_error: str,
+) -> None:
     """Answer QUERIES against INDEX: write (query, rank, id, path, distance) rows.
 
     \b
@@ -247,14 +379,14 @@ def query(index_path: Path, query_file: Path, model_path: Path | None, k: int, n
     The --html gallery frames a result green or red when both classes are known: queries from a
     feature cache or codes file, or images inside a folder named after one of the model's classes.
     """
-    from .query import run_query, write_results
+    from hashidx.results.query import run_query, write_results
 
     results = run_query(index_path, query_file, model_path, k, nprobe, batch_size, allow_model_mismatch, on_error)
     write_results(results, output, fmt)
     _report_skipped(results.skipped, "no result rows for them")
     click.echo(f"{output}: {len(results)} results for {len(results.queries)} queries")
     if html_path is not None:
-        from .gallery import write_gallery
+        from hashidx.results.gallery import write_gallery
 
         write_gallery(results, html_path, f"{query_file.name} against {index_path.name}")
         click.echo(f"{html_path}: gallery of {len(results.queries)} queries (open it in a browser)")
@@ -262,12 +394,16 @@ def query(index_path: Path, query_file: Path, model_path: Path | None, k: int, n
 
 @main.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--split", "split_path", type=click.Path(exists=True, path_type=Path), help="[default: RUN_DIR/split.json]")
-@click.option("-k", "ks", type=int, multiple=True, default=(10, 50, 100), show_default=True, help="Cut-offs for mAP@k, P@k.")
+@click.option(
+    "--split", "split_path", type=click.Path(exists=True, path_type=Path), help="[default: RUN_DIR/split.json]"
+)
+@click.option(
+    "-k", "ks", type=int, multiple=True, default=(10, 50, 100), show_default=True, help="Cut-offs for mAP@k, P@k."
+)
 @_one_line_errors
 def evaluate(run_dir: Path, split_path: Path | None, ks: tuple[int, ...]) -> None:
     """Rank the run's database codes for its query images: mAP, mAP@k, P@k, P@H<=2 as JSON (also RUN_DIR/eval.json)."""
-    from .evaluate import evaluate_run
+    from hashidx.evaluation.evaluate import evaluate_run
 
     click.echo(json.dumps(evaluate_run(run_dir, split_path, tuple(ks)), indent=2))
 
@@ -282,25 +418,51 @@ def _int_list(ctx, param, value: str) -> list[int]:
 @main.command()
 @click.argument("data", type=click.Path(exists=True, path_type=Path))
 @click.option("--bits", default="16,32,64", show_default=True, callback=_int_list, help="Code lengths.")
-@click.option("--methods", default="ahcl,symmetric,itq,lsh", show_default=True,
-              callback=lambda c, p, v: [m.strip() for m in v.split(",") if m.strip()])
+@click.option(
+    "--methods",
+    default="ahcl,symmetric,itq,lsh",
+    show_default=True,
+    callback=lambda c, p, v: [m.strip() for m in v.split(",") if m.strip()],
+)
 @VIEWS_OPTION
-@click.option("--train-pool", type=float, default=0.2, show_default=True,
-              help="Database images whose pixels train the networks (count or fraction); also the scaling run's pool.")
+@click.option(
+    "--train-pool",
+    type=float,
+    default=0.2,
+    show_default=True,
+    help="Database images whose pixels train the networks (count or fraction); also the scaling run's pool.",
+)
 @click.option("--scaling-sizes", type=int, default=5, show_default=True, help="Database sizes in the scaling run.")
-@click.option("--scaling-views", type=click.Choice(["1", "4", "8"]), default="1", show_default=True,
-              callback=lambda c, p, v: int(v), help="Orientations per image in the scaling run (bounds its time).")
+@click.option(
+    "--scaling-views",
+    type=click.Choice(["1", "4", "8"]),
+    default="1",
+    show_default=True,
+    callback=lambda c, p, v: int(v),
+    help="Orientations per image in the scaling run (bounds its time).",
+)
 @click.option("--iterations", type=int, default=30, show_default=True, help="Outer iterations T.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Training seed (the split is always seed 0).")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Report folder.")
 @_one_line_errors
-def bench(data: Path, bits: list[int], methods: list[str], views: int, train_pool: float, scaling_sizes: int,
-          scaling_views: int, iterations: int, seed: int, output: Path) -> None:
+def bench(
+    data: Path,
+    bits: list[int],
+    methods: list[str],
+    views: int,
+    train_pool: float,
+    scaling_sizes: int,
+    scaling_views: int,
+    iterations: int,
+    seed: int,
+    output: Path,
+) -> None:
     """Compare methods x code lengths on one split; write report.md, report.json and PNG plots."""
-    from .bench import run_bench
+    from hashidx.evaluation.bench import run_bench
 
-    report = run_bench(data, output, bits, methods, views, train_pool, scaling_sizes, scaling_views, seed,
-                       iterations=iterations)
+    report = run_bench(
+        data, output, bits, methods, views, train_pool, scaling_sizes, scaling_views, seed, iterations=iterations
+    )
     click.echo(f"{output / 'report.md'}: {len(report['results'])} runs in {report['total_s']:.0f}s")
 
 
@@ -312,7 +474,7 @@ def bench(data: Path, bits: list[int], methods: list[str], views: int, train_poo
 def info(file: Path, as_json: bool, check: bool) -> None:
     """What FILE is (features, codes, labels, model, training state, index, split/train/eval JSON) and
     whether its companions (the model its codes came from, the codes an index was built from...) match."""
-    from .info import describe
+    from hashidx.info import describe
 
     d = describe(file)
     if as_json:
@@ -321,8 +483,11 @@ def info(file: Path, as_json: bool, check: bool) -> None:
         click.echo(f"{d['file']}: {d['what']}")
         for key, value in d["facts"].items():
             if value is not None:
-                click.echo(f"  {key}: {value:,}" if isinstance(value, int) and not isinstance(value, bool)
-                           else f"  {key}: {value}")
+                click.echo(
+                    f"  {key}: {value:,}"
+                    if isinstance(value, int) and not isinstance(value, bool)
+                    else f"  {key}: {value}"
+                )
         for c in d["companions"]:
             click.echo(f"  [{c['status']}] {c['file']}" + (f": {c['detail']}" if c["detail"] else ""))
     if check and any(c["status"] in ("differs", "missing") for c in d["companions"]):
@@ -338,21 +503,30 @@ def datasets() -> None:
 @_one_line_errors
 def datasets_list() -> None:
     """Each dataset's name, size, where it comes from, and whether hashidx can fetch it directly."""
-    from .download import CATALOGUE
+    from hashidx.data.download import CATALOGUE
 
     for s in CATALOGUE.values():
         how = "direct, MD5 checked" if s.url else f"by hand ({s.note}), then --archive"
-        click.echo(f"{s.name:<14} {s.title}: {s.classes} classes, {s.images:,} images, {s.pixels}; "
-                   f"{s.size}; {how}\n{'':<14} {s.url or s.page}")
+        click.echo(
+            f"{s.name:<14} {s.title}: {s.classes} classes, {s.images:,} images, {s.pixels}; "
+            f"{s.size}; {how}\n{'':<14} {s.url or s.page}"
+        )
 
 
 @datasets.command("download")
 @click.argument("name")
-@click.option("--root", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder to put ROOT/NAME (class folders) in.")
+@click.option(
+    "--root",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder to put ROOT/NAME (class folders) in.",
+)
 @click.option("--url", help="A mirror to download from instead; the archive's MD5 is still checked.")
-@click.option("--archive", type=click.Path(path_type=Path),
-              help="An archive you downloaded yourself (datasets with no direct download): check and unpack it.")
+@click.option(
+    "--archive",
+    type=click.Path(path_type=Path),
+    help="An archive you downloaded yourself (datasets with no direct download): check and unpack it.",
+)
 @click.option("--keep-archive", is_flag=True, help="Keep the downloaded archive after unpacking.")
 @_one_line_errors
 def datasets_download(name: str, root: Path, url: str | None, archive: Path | None, keep_archive: bool) -> None:
@@ -360,12 +534,14 @@ def datasets_download(name: str, root: Path, url: str | None, archive: Path | No
 
     An interrupted download continues where it stopped when the command is run again.
     """
-    from .datasets import load_dataset
-    from .download import download
+    from hashidx.data.datasets import load_dataset
+    from hashidx.data.download import download
 
     folder = download(name, root, url, archive, keep_archive)
     ds = load_dataset(folder)
-    click.echo(f"{folder}: {len(ds)} images in {len(ds.classes)} classes; next: hashidx features {folder} -o FEATURES.h5")
+    click.echo(
+        f"{folder}: {len(ds)} images in {len(ds.classes)} classes; next: hashidx features {folder} -o FEATURES.h5"
+    )
 
 
 @main.command()
@@ -379,7 +555,7 @@ def demo(data: Path | None, output: Path, bits: int, views: int) -> None:
 
     Writes OUTPUT/gallery.html: 20 of the split's queries beside their top 10.
     """
-    from .demo import run_demo
+    from hashidx.demo import run_demo
 
     summary = run_demo(output, data, bits, echo=click.echo, views=views)
     click.echo(json.dumps(summary, indent=2))

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from PIL import Image
 
-from . import index as idx
-from .datasets import load_dataset
-from .evaluate import evaluate_run
-from .gallery import write_gallery
-from .query import run_query, write_results
-from .runs import train_run
-from .split import load_split
+from hashidx.data.datasets import load_dataset
+from hashidx.data.split import load_split
+from hashidx.evaluation.evaluate import evaluate_run
+from hashidx.index import indexes as idx
+from hashidx.methods.runs import train_run
+from hashidx.results.gallery import write_gallery
+from hashidx.results.query import run_query, write_results
 
 DEMO_CLASSES = ("fields", "diagonal-rows", "grid-blocks", "forest", "water", "tanks")
 
@@ -30,8 +30,13 @@ def _pattern(kind: str, rng: np.random.Generator, size: int) -> np.ndarray:
     elif kind == "grid-blocks":
         g = np.sign(np.sin(2 * np.pi * f * x + phase) * np.sin(2 * np.pi * f * y + phase))
     elif kind == "forest":
-        g = sum(np.sin(2 * np.pi * (rng.uniform(10, 25) * x * np.cos(a) + rng.uniform(10, 25) * y * np.sin(a)))
-                for a in rng.uniform(0, np.pi, 6)) / 3
+        g = (
+            sum(
+                np.sin(2 * np.pi * (rng.uniform(10, 25) * x * np.cos(a) + rng.uniform(10, 25) * y * np.sin(a)))
+                for a in rng.uniform(0, np.pi, 6)
+            )
+            / 3
+        )
     elif kind == "water":
         g = 0.3 * np.sin(2 * np.pi * 1.5 * x + phase) + 0.1 * rng.standard_normal((size, size))
     else:  # tanks: bright discs on a dark ground
@@ -41,8 +46,14 @@ def _pattern(kind: str, rng: np.random.Generator, size: int) -> np.ndarray:
     return np.clip(g, -1, 1)
 
 
-_PALETTE = {"fields": (0.55, 0.6, 0.3), "diagonal-rows": (0.5, 0.45, 0.3), "grid-blocks": (0.6, 0.55, 0.55),
-            "forest": (0.2, 0.4, 0.2), "water": (0.15, 0.3, 0.5), "tanks": (0.5, 0.5, 0.5)}
+_PALETTE = {
+    "fields": (0.55, 0.6, 0.3),
+    "diagonal-rows": (0.5, 0.45, 0.3),
+    "grid-blocks": (0.6, 0.55, 0.55),
+    "forest": (0.2, 0.4, 0.2),
+    "water": (0.15, 0.3, 0.5),
+    "tanks": (0.5, 0.5, 0.5),
+}
 
 
 def make_demo_images(root: str | Path, per_class: int = 20, size: int = 96, seed: int = 0) -> Path:
@@ -60,8 +71,15 @@ def make_demo_images(root: str | Path, per_class: int = 20, size: int = 96, seed
     return root
 
 
-def run_demo(out: str | Path, data: str | Path | None = None, bits: int = 32,
-             echo: Callable[[str], None] = print, n_queries: int = 20, k: int = 10, views: int = 8) -> dict:
+def run_demo(
+    out: str | Path,
+    data: str | Path | None = None,
+    bits: int = 32,
+    echo: Callable[[str], None] = print,
+    n_queries: int = 20,
+    k: int = 10,
+    views: int = 8,
+) -> dict:
     """features → train → build-index → query (+ gallery) → evaluate, every file under `out`."""
     out = Path(out)
     if data is None:
@@ -74,11 +92,13 @@ def run_demo(out: str | Path, data: str | Path | None = None, bits: int = 32,
     split = load_split(run / "split.json")
     root = load_dataset(data).root
     query_file = out / "queries.txt"
-    query_file.write_text("".join(f"{(root / p).resolve()}\n" for p in split.query[::max(1, len(split.query) // n_queries)][:n_queries]), encoding="utf-8")
+    query_file.write_text(
+        "".join(f"{(root / p).resolve()}\n" for p in split.query[:: max(1, len(split.query) // n_queries)][:n_queries]),
+        encoding="utf-8",
+    )
     results = run_query(out / "index.faiss", query_file, run / "model.pt", k=k)
     write_results(results, out / "results.tsv")
     write_gallery(results, out / "gallery.html", f"hashidx demo: {len(results.queries)} queries on {Path(data).name}")
     echo(f"answered {query_file} into {out / 'results.tsv'}; open {out / 'gallery.html'} to see them")
     metrics = evaluate_run(run)
     return {k: metrics[k] for k in ("mAP", "mAP@10", "P@10", "P@H<=2", "bits", "n_query", "n_database")}
-

@@ -9,8 +9,8 @@ from typing import Any
 
 import h5py
 
-from .atomic import sha256_file
-from .errors import HashidxError
+from hashidx.errors import HashidxError
+from hashidx.io.atomic import sha256_file
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 
@@ -25,8 +25,11 @@ def _sha_check(file: Path, want: str | None, what: str) -> dict:
         return _companion(file, "unrecorded", f"no {what} sha256 was recorded")
     if not file.is_file():
         return _companion(file, "missing", f"the recorded {what} is not there")
-    return (_companion(file, "matches", f"{what}, sha256 {want[:12]}") if sha256_file(file) == want
-            else _companion(file, "differs", f"not the {what} recorded (sha256 {want[:12]}); retrained or replaced"))
+    return (
+        _companion(file, "matches", f"{what}, sha256 {want[:12]}")
+        if sha256_file(file) == want
+        else _companion(file, "differs", f"not the {what} recorded (sha256 {want[:12]}); retrained or replaced")
+    )
 
 
 def _attrs(f: h5py.File) -> dict[str, Any]:
@@ -34,27 +37,44 @@ def _attrs(f: h5py.File) -> dict[str, Any]:
 
 
 def _layers(backbone: Any, layers: Any) -> str | None:
-    from .backbones import recorded_layers  # imports torch: only for the files that name a backbone
+    from hashidx.features.backbones import recorded_layers  # imports torch: only for the files that name a backbone
 
     return recorded_layers(str(backbone), layers) if backbone else None
 
 
 def _features(path: Path, f: h5py.File, a: dict) -> tuple[dict, list]:
     n, d = f["features"].shape
-    facts = {"images": n, "dim": d, "classes": len(f["classes"]), "backbone": a.get("backbone"),
-             "weights": a.get("weights"), "image_size": a.get("image_size"), "views": a.get("views", 1),
-             "layers": _layers(a.get("backbone"), a.get("layers")),
-             "preprocessing": a.get("preprocessing"), "skipped_images": len(json.loads(a.get("skipped", "[]"))),
-             "image_root": a.get("root"), "hashidx_version": a.get("hashidx_version")}
+    facts = {
+        "images": n,
+        "dim": d,
+        "classes": len(f["classes"]),
+        "backbone": a.get("backbone"),
+        "weights": a.get("weights"),
+        "image_size": a.get("image_size"),
+        "views": a.get("views", 1),
+        "layers": _layers(a.get("backbone"), a.get("layers")),
+        "preprocessing": a.get("preprocessing"),
+        "skipped_images": len(json.loads(a.get("skipped", "[]"))),
+        "image_root": a.get("root"),
+        "hashidx_version": a.get("hashidx_version"),
+    }
     root = Path(str(a.get("root", "")))
     return facts, [_companion(root, "present" if root.is_dir() else "missing", "the images' root folder")]
 
 
 def _codes(path: Path, f: h5py.File, a: dict) -> tuple[dict, list]:
-    facts = {"items": len(f["ids"]), "bits": a.get("bits"), "method": a.get("method"), "encoding": a.get("encoding"),
-             "label_only_items": a.get("label_only_items", 0), "backbone": a.get("backbone"),
-             "classes": len(json.loads(a.get("classes", "[]"))), "image_root": a.get("image_root"),
-             "model_sha256": a.get("model_sha256"), "hashidx_version": a.get("hashidx_version")}
+    facts = {
+        "items": len(f["ids"]),
+        "bits": a.get("bits"),
+        "method": a.get("method"),
+        "encoding": a.get("encoding"),
+        "label_only_items": a.get("label_only_items", 0),
+        "backbone": a.get("backbone"),
+        "classes": len(json.loads(a.get("classes", "[]"))),
+        "image_root": a.get("image_root"),
+        "model_sha256": a.get("model_sha256"),
+        "hashidx_version": a.get("hashidx_version"),
+    }
     companions = [_sha_check(path.parent / "model.pt", a.get("model_sha256"), "model")]
     if a.get("split_sha256"):
         companions.append(_sha_check(path.parent / "split.json", a.get("split_sha256"), "split"))
@@ -65,8 +85,11 @@ def _labels(path: Path, f: h5py.File, a: dict) -> tuple[dict, list]:
     return {"items": len(f["labels"]), "classes": len(f["classes"]), "hashidx_version": a.get("hashidx_version")}, []
 
 
-H5_KINDS = {"hashidx-features": ("feature cache", _features), "hashidx-codes": ("codes file", _codes),
-            "hashidx-labels": ("labels file", _labels)}
+H5_KINDS = {
+    "hashidx-features": ("feature cache", _features),
+    "hashidx-codes": ("codes file", _codes),
+    "hashidx-labels": ("labels file", _labels),
+}
 
 
 def _hdf5(path: Path) -> dict:
@@ -75,8 +98,11 @@ def _hdf5(path: Path) -> dict:
             a = _attrs(f)
             kind = str(a.get("kind", ""))
             if kind not in H5_KINDS:
-                what = "an unfinished feature extraction (rerun 'hashidx features' to finish it)" \
-                    if path.name.endswith(".partial") else f"HDF5 but not a hashidx file (kind {kind or 'none'})"
+                what = (
+                    "an unfinished feature extraction (rerun 'hashidx features' to finish it)"
+                    if path.name.endswith(".partial")
+                    else f"HDF5 but not a hashidx file (kind {kind or 'none'})"
+                )
                 return {"kind": kind or "hdf5", "what": what, "facts": {}, "companions": []}
             what, read = H5_KINDS[kind]
             facts, companions = read(path, f, a)
@@ -93,56 +119,106 @@ def _torch_file(path: Path) -> dict:
     except Exception as exc:  # never relay torch's weights_only=False advice
         raise HashidxError(f"{path}: not a checkpoint of plain tensors ({type(exc).__name__})") from None
     if isinstance(obj, dict) and "identity" in obj and "iteration" in obj:
-        return {"kind": "hashidx-training-state", "what": "training state of an interrupted run (train --resume)",
-                "facts": {"iterations_done": int(obj["iteration"])}, "companions": []}
+        return {
+            "kind": "hashidx-training-state",
+            "what": "training state of an interrupted run (train --resume)",
+            "facts": {"iterations_done": int(obj["iteration"])},
+            "companions": [],
+        }
     if not (isinstance(obj, dict) and "config" in obj and "state_dict" in obj):
         raise HashidxError(f"{path}: a torch file, but not a hashidx checkpoint (no config/state_dict)")
     c = obj["config"]
-    facts = {"method": c.get("method"), "bits": c.get("bits"), "backbone": c.get("backbone"),
-             "image_size": c.get("image_size"), "views": c.get("views"), "layers": _layers(c.get("backbone"), c.get("layers")),
-             "classes": len(c.get("classes", [])),
-             "weights": c.get("weights", "imagenet"), "finetuned": bool(c.get("finetune", False)), "seed": c.get("seed"),
-             "parameters": sum(int(t.numel()) for t in obj["state_dict"].values()),
-             "sha256": sha256_file(path), "hashidx_version": c.get("hashidx_version")}
+    facts = {
+        "method": c.get("method"),
+        "bits": c.get("bits"),
+        "backbone": c.get("backbone"),
+        "image_size": c.get("image_size"),
+        "views": c.get("views"),
+        "layers": _layers(c.get("backbone"), c.get("layers")),
+        "classes": len(c.get("classes", [])),
+        "weights": c.get("weights", "imagenet"),
+        "finetuned": bool(c.get("finetune", False)),
+        "seed": c.get("seed"),
+        "parameters": sum(int(t.numel()) for t in obj["state_dict"].values()),
+        "sha256": sha256_file(path),
+        "hashidx_version": c.get("hashidx_version"),
+    }
     companions = []
     codes = path.parent / "codes.h5"
     if codes.is_file():
         with h5py.File(codes, "r") as f:
             recorded = f.attrs.get("model_sha256")
-        companions.append(_companion(codes, "matches" if recorded == facts["sha256"] else "differs",
-                                     "its codes were made by this model" if recorded == facts["sha256"]
-                                     else "its codes came from another model"))
+        companions.append(
+            _companion(
+                codes,
+                "matches" if recorded == facts["sha256"] else "differs",
+                "its codes were made by this model"
+                if recorded == facts["sha256"]
+                else "its codes came from another model",
+            )
+        )
     return {"kind": "hashidx-checkpoint", "what": "model checkpoint", "facts": facts, "companions": companions}
 
 
 def _index(path: Path, sidecar: dict) -> dict:
-    from . import index as idx
+    from hashidx.index import indexes as idx
 
-    facts = {k: sidecar.get(k) for k in ("index_type", "count", "bits", "nlist", "nprobe", "M", "added", "method",
-                                         "created", "faiss_version", "hashidx_version") if k in sidecar}
+    facts = {
+        k: sidecar.get(k)
+        for k in (
+            "index_type",
+            "count",
+            "bits",
+            "nlist",
+            "nprobe",
+            "M",
+            "added",
+            "method",
+            "created",
+            "faiss_version",
+            "hashidx_version",
+        )
+        if k in sidecar
+    }
     companions = [_sha_check(path, sidecar.get("index_sha256"), "FAISS index file")]
     companions.append(_sha_check(idx.codes_file_of(path, sidecar), sidecar.get("codes_sha256"), "codes file"))
     if sidecar.get("added_file"):
         added = idx.code_files_of(path, sidecar)[-1]
         companions.append(_companion(added, "present" if added.is_file() else "missing", "codes of added images"))
-    return {"kind": "hashidx-index", "what": f"FAISS binary index ({sidecar.get('index_type')})", "facts": facts,
-            "companions": companions}
+    return {
+        "kind": "hashidx-index",
+        "what": f"FAISS binary index ({sidecar.get('index_type')})",
+        "facts": facts,
+        "companions": companions,
+    }
 
 
 def _json(path: Path, obj: dict) -> dict:
     if obj.get("kind") == "hashidx-index":
-        return _index(Path(str(path)[:-len(".json")]), obj)
+        return _index(Path(str(path)[: -len(".json")]), obj)
     if {"query", "database", "seed"} <= obj.keys():
-        return {"kind": "hashidx-split", "what": "split", "facts": {
-            "queries": len(obj["query"]), "database": len(obj["database"]), "seed": obj["seed"],
-            "query_fraction": obj.get("query_fraction")}, "companions": []}
+        return {
+            "kind": "hashidx-split",
+            "what": "split",
+            "facts": {
+                "queries": len(obj["query"]),
+                "database": len(obj["database"]),
+                "seed": obj["seed"],
+                "query_fraction": obj.get("query_fraction"),
+            },
+            "companions": [],
+        }
     if "method" in obj and "times_s" in obj:
         facts = {k: obj.get(k) for k in ("method", "bits", "seed", "backbone", "views", "n_codes", "pool_size")}
         facts["train_s"] = round(obj["times_s"].get("train", 0.0), 1)
         return {"kind": "hashidx-train-log", "what": "training log", "facts": facts, "companions": []}
     if "mAP" in obj:
-        return {"kind": "hashidx-eval", "what": "evaluation", "facts": {
-            k: obj[k] for k in obj if k.startswith(("mAP", "P@", "bits", "n_"))}, "companions": []}
+        return {
+            "kind": "hashidx-eval",
+            "what": "evaluation",
+            "facts": {k: obj[k] for k in obj if k.startswith(("mAP", "P@", "bits", "n_"))},
+            "companions": [],
+        }
     raise HashidxError(f"{path}: JSON, but not a file hashidx writes")
 
 
@@ -167,8 +243,10 @@ def describe(path: str | Path) -> dict:
     elif head.lstrip()[:1] == b"{":
         out = _json(path, _read_json(path))
     else:
-        raise HashidxError(f"{path}: not a file hashidx writes (features/codes/labels .h5, model.pt, index + .json, "
-                           "split/train/eval .json)")
+        raise HashidxError(
+            f"{path}: not a file hashidx writes (features/codes/labels .h5, model.pt, index + .json, "
+            "split/train/eval .json)"
+        )
     return {"file": str(path), **out}
 
 

@@ -35,8 +35,8 @@ def ucmd_slice(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def ucmd_features(ucmd_slice, tmp_path_factory) -> Path:
     """The slice's EfficientNet-Lite0 features (real backbone, real images), cached for the session."""
-    from hashidx.datasets import load_dataset
-    from hashidx.features import compute_features
+    from hashidx.data.datasets import load_dataset
+    from hashidx.features.extract import compute_features
 
     path = tmp_path_factory.mktemp("features") / "ucmd5.h5"
     compute_features(load_dataset(ucmd_slice), "efficientnet-lite0").save(path)

@@ -18,10 +18,11 @@ def _invoke(*args: str):
 @pytest.fixture(scope="module")
 def run(ucmd_features, tmp_path_factory):
     out = tmp_path_factory.mktemp("info")
-    for args in (["train", str(ucmd_features), "--bits", "16", "--iterations", "2", "-o", str(out / "run")],
-                 ["train", str(ucmd_features), "--bits", "16", "--iterations", "2", "--seed", "1", "-o",
-                  str(out / "other")],
-                 ["build-index", str(out / "run" / "codes.h5"), "--type", "ivf", "-o", str(out / "db.ivf")]):
+    for args in (
+        ["train", str(ucmd_features), "--bits", "16", "--iterations", "2", "-o", str(out / "run")],
+        ["train", str(ucmd_features), "--bits", "16", "--iterations", "2", "--seed", "1", "-o", str(out / "other")],
+        ["build-index", str(out / "run" / "codes.h5"), "--type", "ivf", "-o", str(out / "db.ivf")],
+    ):
         assert _invoke(*args).exit_code == 0
     return out
 
@@ -38,8 +39,11 @@ def test_each_kind_of_file_is_recognised_with_its_facts(run, ucmd_features):
     codes = _describe(run / "run" / "codes.h5")
     assert codes["facts"] | {"items": 80, "bits": 16, "method": "ahcl", "classes": 5} == codes["facts"]
     model = _describe(run / "run" / "model.pt")
-    assert (model["kind"], model["facts"]["bits"], model["facts"]["backbone"]) == ("hashidx-checkpoint", 16,
-                                                                                 "efficientnet-lite0")
+    assert (model["kind"], model["facts"]["bits"], model["facts"]["backbone"]) == (
+        "hashidx-checkpoint",
+        16,
+        "efficientnet-lite0",
+    )
     index = _describe(run / "db.ivf")
     assert index["facts"] | {"index_type": "ivf", "count": 80, "bits": 16} == index["facts"]
     assert _describe(run / "db.ivf.json")["facts"] == index["facts"]  # the sidecar names the same index

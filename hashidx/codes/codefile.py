@@ -1,0 +1,116 @@
+"""The codes HDF5: packed database codes with their ids, paths, labels and provenance."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+import h5py
+import numpy as np
+
+from hashidx.errors import HashidxError
+from hashidx.io.atomic import atomic_path
+from hashidx.io.h5 import STR, read_h5, strings
+from hashidx.version import __version__
+
+CODES_FORMAT = 1
+
+
+@dataclass
+class CodeFile:
+    """Packed database codes with their ids, image paths, labels and provenance attributes."""
+
+    codes: np.ndarray  # uint8 (n x bits/8)
+    ids: np.ndarray  # int64 (n,)
+    paths: tuple[str, ...]
+    labels: np.ndarray  # int64 (n,), -1 where unknown
+    bits: int
+    method: str
+    attrs: dict = field(default_factory=dict)
+    files: tuple[str, ...] | None = None  # each item's image file, absolute ("" if unknown): for added images
+
+    def save(self, path: str | Path) -> None:
+        with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+            f.create_dataset("codes", data=self.codes)
+            f.create_dataset("ids", data=self.ids.astype(np.int64))
+            f.create_dataset("paths", data=list(self.paths), dtype=STR)
+            f.create_dataset("labels", data=self.labels.astype(np.int64))
+            if self.files is not None:
+                f.create_dataset("files", data=list(self.files), dtype=STR)
+            f.attrs.update(
+                {
+                    **self.attrs,
+                    "kind": "hashidx-codes",
+                    "format": CODES_FORMAT,
+                    "bits": self.bits,
+                    "method": self.method,
+                    "hashidx_version": __version__,
+                }
+            )
+
+    @classmethod
+    def load(cls, path: str | Path) -> CodeFile:
+        with read_h5(
+            path, "hashidx-codes", "codes file", "'hashidx train ... -o RUN_DIR' writes RUN_DIR/codes.h5"
+        ) as f:
+            bits = int(f.attrs["bits"])
+            codes = f["codes"][:]
+            if codes.dtype != np.uint8 or codes.ndim != 2 or codes.shape[1] * 8 != bits:
+                raise HashidxError(
+                    f"{path}: 'codes' is {codes.dtype} {codes.shape}, expected uint8 n x {bits // 8}; retrain"
+                )
+            attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
+            return cls(
+                codes,
+                f["ids"][:],
+                strings(f["paths"]),
+                f["labels"][:],
+                bits,
+                str(f.attrs["method"]),
+                attrs,
+                strings(f["files"]) if "files" in f else None,
+            )
+
+
+class Item(NamedTuple):
+    """A database item as a codes file knows it: stored path, class name, image file (None where unknown)."""
+
+    path: str
+    label: str | None
+    file: Path | None
+
+
+def items_by_id(path: str | Path, ids: np.ndarray) -> dict[int, Item]:
+    """{id: Item} for those of `ids` the codes file holds, reading only their rows."""
+    with read_h5(path, "hashidx-codes", "codes file", "rebuild the index from a codes.h5") as f:
+        all_ids = f["ids"][:]
+        ids = np.unique(np.asarray(ids, dtype=np.int64))
+        if len(all_ids) == 0:
+            return {}
+        if np.array_equal(all_ids, np.arange(len(all_ids))):  # the usual layout: id = row
+            ids = ids[(ids >= 0) & (ids < len(all_ids))]
+            rows = ids
+        else:
+            order = np.argsort(all_ids, kind="stable")
+            pos = np.minimum(np.searchsorted(all_ids, ids, sorter=order), len(all_ids) - 1)
+            found = all_ids[order[pos]] == ids
+            ids, rows = ids[found], order[pos[found]]
+        if len(rows) == 0:
+            return {}
+        # h5py reads a selection only in increasing order.
+        unique, inverse = np.unique(rows, return_inverse=True)
+        found_paths, found_labels = f["paths"][unique], f["labels"][unique]
+        found_files = f["files"][unique] if "files" in f else None
+        classes = json.loads(f.attrs.get("classes", "[]"))
+        root = f.attrs.get("image_root")
+    out = {}
+    for i, j in zip(ids.tolist(), inverse.ravel().tolist()):
+        label, name = int(found_labels[j]), found_paths[j].decode()
+        if found_files is not None:
+            file = Path(found_files[j].decode()) if found_files[j] else None
+        else:
+            file = Path(root) / name if root else (Path(name) if Path(name).is_absolute() else None)
+        out[int(i)] = Item(name, classes[label] if 0 <= label < len(classes) else None, file)
+    return out

@@ -1,0 +1,99 @@
+"""Datasets: a folder of class folders, or a list file of `path<TAB>label` lines."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hashidx.errors import HashidxError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Images named relative to `root`, with integer labels into `classes`."""
+
+    root: Path
+    paths: tuple[str, ...]
+    labels: np.ndarray  # int64 (n,), index into classes
+    classes: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def absolute(self, i: int) -> Path:
+        return self.root / self.paths[i]
+
+    def subset(self, indices: np.ndarray) -> Dataset:
+        """The items at `indices`, same classes."""
+        return Dataset(self.root, tuple(self.paths[i] for i in indices), self.labels[indices], self.classes)
+
+
+def _is_image(p: Path) -> bool:
+    return p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+
+
+def _from_folders(root: Path) -> Dataset:
+    class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not class_dirs:
+        raise HashidxError(
+            f"{root}: no class folders found; expected DATA/<class>/<image> or a list file of 'path<TAB>label' lines"
+        )
+    paths, labels = [], []
+    for k, d in enumerate(class_dirs):
+        images = sorted(p for p in d.rglob("*") if _is_image(p))
+        if not images:
+            raise HashidxError(f"{d}: class folder has no JPEG/PNG/TIFF images; add images or remove the folder")
+        paths += [p.relative_to(root).as_posix() for p in images]
+        labels += [k] * len(images)
+    return Dataset(root, tuple(paths), np.asarray(labels, dtype=np.int64), tuple(d.name for d in class_dirs))
+
+
+def parse_list_text(text: str, source: str | Path) -> list[tuple[str, str]]:
+    """(path, label) rows of a list file's text; blank lines and '#' comments are skipped."""
+    rows: list[tuple[str, str]] = []
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = [part.strip() for part in line.split("\t")]
+        if len(parts) != 2 or not parts[0] or not parts[1]:
+            raise HashidxError(f"{source}:{lineno}: expected 'path<TAB>label', got {raw!r}")
+        rows.append((parts[0], parts[1]))
+    if not rows:
+        raise HashidxError(f"{source}: list file has no 'path<TAB>label' lines")
+    return rows
+
+
+def read_list(list_file: Path) -> Dataset:
+    """A `path<TAB>label` list file; paths are relative to its folder and are not opened here."""
+    try:
+        text = list_file.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise HashidxError(f"{list_file}: not UTF-8 text (byte {exc.start}); save the list as UTF-8") from None
+    rows = parse_list_text(text, list_file)
+    classes = tuple(sorted({label for _, label in rows}))
+    index = {c: k for k, c in enumerate(classes)}
+    return Dataset(
+        list_file.parent, tuple(p for p, _ in rows), np.asarray([index[l] for _, l in rows], dtype=np.int64), classes
+    )
+
+
+def load_dataset(source: str | Path) -> Dataset:
+    """Read a class-folder dataset or a list file; refuse duplicates and single-class sets."""
+    source = Path(source)
+    if source.is_dir():
+        ds = _from_folders(source)
+    elif source.is_file():
+        ds = read_list(source)
+    else:
+        raise HashidxError(f"{source}: no such dataset folder or list file")
+    if len(set(ds.paths)) != len(ds.paths):
+        dup = next(p for p in ds.paths if ds.paths.count(p) > 1)
+        raise HashidxError(f"{source}: image {dup!r} is listed twice; remove the duplicate line")
+    if len(ds.classes) < 2:
+        raise HashidxError(f"{source}: only one class ({ds.classes[0]!r}); supervised hashing needs at least two")
+    return ds

@@ -1,0 +1,74 @@
+"""Image decoding to RGB float arrays: grey, palette, RGBA, CMYK and 16-bit converted; other 4+-band images refused."""
+
+from __future__ import annotations
+
+import struct
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from hashidx.errors import HashidxError
+
+
+def _to_rgb(img: Image.Image, path: Path) -> Image.Image:
+    if img.mode in ("RGB",):
+        return img
+    if img.mode in ("L", "P", "RGBA", "LA", "PA", "CMYK", "YCbCr", "1", "RGBX"):
+        # Alpha is dropped rather than composited: aerial tiles use it for no-data borders.
+        return img.convert("RGB")
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        # Stretch 16-bit / float data by its own range so dark scenes stay visible.
+        a = np.asarray(img, dtype=np.float32)
+        lo, hi = float(a.min()), float(a.max())
+        a = (a - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(a)
+        return Image.fromarray(a.astype(np.uint8)).convert("RGB")
+    raise HashidxError(f"{path}: unsupported image mode {img.mode!r}; convert it to an 8-bit RGB JPEG/PNG/TIFF")
+
+
+def tiff_samples(path: Path) -> int | None:
+    """SamplesPerPixel of a TIFF's first image, read from its header (PIL cannot open multispectral TIFFs)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+            if head[:4] not in (b"II*\x00", b"MM\x00*"):
+                return None
+            end = "<" if head[:2] == b"II" else ">"
+            fh.seek(struct.unpack(end + "I", head[4:8])[0])
+            (count,) = struct.unpack(end + "H", fh.read(2))
+            for _ in range(count):
+                tag, typ, _, value = struct.unpack(end + "HHI4s", fh.read(12))
+                if tag == 277:  # SamplesPerPixel: SHORT stored left-justified in the value field
+                    return struct.unpack(end + ("H" if typ == 3 else "I"), value[:2] if typ == 3 else value)[0]
+    except (OSError, struct.error):
+        return None
+    return None
+
+
+def load_image(path: str | Path, size: int) -> np.ndarray:
+    """Decode `path` to a float32 HxWx3 array in [0, 1], resized to size x size (bilinear)."""
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0:
+            raise HashidxError(f"{path}: empty file (0 bytes); replace the file or remove it from the dataset")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # PIL warns on odd EXIF; a real failure still raises below
+            with Image.open(path) as img:
+                bands = len(img.getbands())
+                if bands > 4 or (bands == 4 and img.mode not in ("RGBA", "CMYK", "RGBX")):
+                    raise HashidxError(f"{path}: {bands}-band image; export an RGB composite (3 bands) first")
+                img.load()
+                rgb = _to_rgb(img, path).resize((size, size), Image.Resampling.BILINEAR)
+    except HashidxError:
+        raise
+    except FileNotFoundError:
+        raise HashidxError(f"{path}: image not found; fix the path or remove it from the list") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        samples = tiff_samples(path)
+        if samples is not None and samples > 3:
+            raise HashidxError(f"{path}: {samples}-band TIFF; export an RGB composite (3 bands) first") from None
+        raise HashidxError(
+            f"{path}: cannot decode image ({exc}); replace the file or remove it from the dataset"
+        ) from None
+    return np.asarray(rgb, dtype=np.float32) / 255.0

@@ -1,0 +1,88 @@
+"""Query and image-list files: one path a line, or a CSV/TSV with a 'path' column; a folder of images."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+from hashidx.data.datasets import IMAGE_SUFFIXES
+from hashidx.errors import HashidxError
+
+
+def parse_query_text(text: str, source: str | Path) -> list[str]:
+    """Query names from a query file's text: a CSV/TSV with a 'path' column, else one path a line.
+
+    Blank lines and '#' comments are skipped; surrounding whitespace is stripped.
+    """
+    lines = text.splitlines()
+    header = next((l for l in lines if l.strip() and not l.lstrip().startswith("#")), "")
+    delim = "\t" if "\t" in header else ","
+    columns = [c.strip().lower() for c in header.split(delim)]
+    # A table only when its header names a 'path' column: a plain path may itself contain a comma.
+    if "path" in columns:
+        try:
+            rows = [
+                r
+                for r in csv.DictReader(io.StringIO(text, newline=""), delimiter=delim)
+                if any((v or "").strip() for v in r.values() if isinstance(v, str))
+            ]
+        except csv.Error as exc:
+            raise HashidxError(
+                f"{source}: not a readable CSV/TSV ({exc}); fix the table or list one path a line"
+            ) from None
+        key = next(k for k in rows[0] if k is not None and k.strip().lower() == "path") if rows else "path"
+        names = [n for n in ((r.get(key) or "").strip() for r in rows) if n]
+    else:
+        names = [l.strip() for l in lines if l.strip() and not l.lstrip().startswith("#")]
+    if not names:
+        raise HashidxError(f"{source}: no query image paths in the file")
+    return names
+
+
+def read_query_file(path: str | Path) -> list[tuple[str, Path]]:
+    """(as written, resolved) image paths: one per line, or a CSV/TSV whose header has a 'path' column.
+
+    Relative paths are taken from the query file's folder; blank lines and '#' comments are skipped.
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise HashidxError(f"{path}: query file not found") from None
+    except IsADirectoryError:
+        raise HashidxError(f"{path}: is a folder; pass a file of image paths") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise HashidxError(
+            f"{path}:{line}: not UTF-8 text; save the query file as UTF-8 (or rename the image to a UTF-8 name)"
+        ) from None
+    names = parse_query_text(text, path)
+    if any("\x00" in n for n in names):
+        raise HashidxError(f"{path}: a line holds a NUL byte; save the query file as plain text")
+    out = [(n, (path.parent / n).resolve()) for n in names]
+    missing = [n for n, p in out if not p.is_file()]
+    if missing:
+        hint = "; a CSV/TSV needs a header with a 'path' column" if ("," in missing[0] or "\t" in missing[0]) else ""
+        raise HashidxError(
+            f"{path}: {len(missing)} query image(s) not found, first {missing[0]!r} "
+            f"(paths are relative to {path.parent}); fix or remove those lines{hint}"
+        )
+    return out
+
+
+def image_list(source: str | Path) -> list[tuple[str, Path]]:
+    """(name, path) of the images to add: every image under a folder (sorted), or a query-style list file."""
+    source = Path(source)
+    if source.is_dir():
+        found = sorted(
+            p
+            for p in source.rglob("*")
+            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+        )
+        if not found:
+            raise HashidxError(f"{source}: no JPEG/PNG/TIFF images in this folder")
+        return [(p.relative_to(source).as_posix(), p.resolve()) for p in found]
+    return read_query_file(source)

@@ -1,0 +1,222 @@
+"""The benchmark harness: every method x code length on one split and one backbone, plus a scaling run.
+
+Database encoding (images → database codes) is what the asymmetric method saves: AHCL needs
+backbone passes over the training pool plus its solver; the symmetric method and the unsupervised
+baselines need backbone passes over every database image plus their head. The main table derives
+the backbone part from passes x the ms/pass measured while extracting features in the same run;
+the scaling run measures both sides for real, side by side, over growing database sizes.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import faiss
+import numpy as np
+import torch
+
+from hashidx.codes.codefile import CodeFile
+from hashidx.data.datasets import Dataset, load_dataset
+from hashidx.data.split import make_split, save_split
+from hashidx.errors import HashidxError
+from hashidx.evaluation.evaluate import TIE_RULE, evaluate_run
+from hashidx.evaluation.report import write_report
+from hashidx.features.backbones import DEFAULT_BACKBONE, FeatureExtractor, backbone_spec
+from hashidx.features.cache import FeatureCache
+from hashidx.features.extract import DEFAULT_VIEWS, extract
+from hashidx.index import indexes as idx
+from hashidx.io.atomic import write_json
+from hashidx.io.progress import progress
+from hashidx.methods.ahcl import train_ahcl
+from hashidx.methods.checkpoints import load_checkpoint
+from hashidx.methods.encoder import Encoder
+from hashidx.methods.runs import METHODS, pool_positions, train_run
+from hashidx.methods.symmetric import train_symmetric
+from hashidx.methods.training import TrainConfig
+from hashidx.version import __version__
+
+
+def _timed_extract(
+    ds: Dataset, positions: np.ndarray, extractor: FeatureExtractor, size: int, views: int, desc: str
+) -> tuple[np.ndarray, float]:
+    t0 = time.perf_counter()
+    feats = extract([ds.absolute(i) for i in positions], extractor, size, views, desc=desc).features
+    return feats, time.perf_counter() - t0
+
+
+def scaling_run(
+    ds: Dataset,
+    db_idx: np.ndarray,
+    pool_size: int,
+    sizes: Sequence[int] | np.ndarray,
+    extractor: FeatureExtractor,
+    size: int,
+    bits: int = 32,
+    views: int = 1,
+    seed: int = 0,
+    iterations: int = 30,
+) -> list[dict]:
+    """Time images → database codes for AHCL and symmetric at each database size n, pool fixed.
+
+    Both methods' backbone passes run for real here: AHCL's over the pool, symmetric's over all n.
+    """
+    order = np.random.default_rng(seed).permutation(db_idx)
+    pool = order[:pool_size]
+    pool_feats, _ = _timed_extract(ds, pool, extractor, size, views, "scaling: pool features")
+    config = TrainConfig(bits=bits, seed=seed, iterations=iterations)
+    sym_head, _ = train_symmetric(pool_feats, ds.labels[pool], len(ds.classes), config)
+    encoder = Encoder(sym_head, {"bits": bits})
+    rows = []
+    for n in progress(sizes, "scaling run", unit="size"):
+        items = order[:n]  # the pool comes first, so it is always inside the database
+        _, t_pool = _timed_extract(ds, pool, extractor, size, views, f"AHCL n={n}: pool")
+        _, _, log = train_ahcl(pool_feats, ds.labels[items], len(ds.classes), config, np.arange(pool_size))
+        ahcl_s = t_pool + sum(it["codes_s"] for it in log["iterations"])
+        db_feats, t_backbone = _timed_extract(ds, items, extractor, size, views, f"symmetric n={n}: database")
+        t0 = time.perf_counter()
+        encoder.encode_features(db_feats)
+        symmetric_s = t_backbone + time.perf_counter() - t0
+        rows.append(
+            {
+                "n": int(n),
+                "pool": int(pool_size),
+                "views": views,
+                "ahcl_s": ahcl_s,
+                "symmetric_s": symmetric_s,
+                "ratio": symmetric_s / ahcl_s,
+                "ahcl_images": int(pool_size),
+                "symmetric_images": int(n),
+            }
+        )
+    return rows
+
+
+def _search_timing(run: Path, queries: np.ndarray, k: int) -> dict:
+    """Flat index build time over the run's codes, and per-query search time for `queries`."""
+    cf = CodeFile.load(run / "codes.h5")
+    t0 = time.perf_counter()
+    index, _ = idx.build(cf.codes, cf.ids, "flat")
+    t_build = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    idx.search(index, queries, k)
+    return {"index_build_ms": 1000 * t_build, "search_ms_per_query": 1000 * (time.perf_counter() - t0) / len(queries)}
+
+
+def run_bench(
+    data: str | Path,
+    out: str | Path,
+    bits_list: Sequence[int] = (16, 32, 64),
+    methods: Sequence[str] = METHODS,
+    views: int = DEFAULT_VIEWS,
+    train_pool: float | None = 0.2,
+    scaling_sizes: int = 5,
+    scaling_views: int = 1,
+    seed: int = 0,
+    backbone: str = DEFAULT_BACKBONE,
+    iterations: int = 30,
+) -> dict:
+    """Run everything, write report.json, report.md and the plots under `out`; returns the report."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise HashidxError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+    t_start = time.perf_counter()
+    ds = load_dataset(data)
+    split = make_split(ds, 0.2, 0)
+    save_split(split, out / "split.json")
+    query_idx, db_idx = split.indices(ds)
+    spec = backbone_spec(backbone)
+    extractor = FeatureExtractor(spec)
+    feats, t_features = _timed_extract(ds, np.arange(len(ds)), extractor, spec.image_size, views, "features")
+    ms_per_pass = 1000 * t_features / (len(ds) * views)
+    FeatureCache(feats, ds, backbone, spec.image_size, views).save(out / "features.h5")
+    results = []
+    for method in methods:
+        for bits in bits_list:
+            run = out / "runs" / f"{method}-{bits}"
+            rec = train_run(
+                out / "features.h5",
+                run,
+                method,
+                bits,
+                split_path=out / "split.json",
+                seed=seed,
+                train_pool=train_pool,
+                config=TrainConfig(iterations=iterations),
+            )
+            metrics = evaluate_run(run, with_curve=True)
+            head, config = load_checkpoint(run / "model.pt")
+            q_codes = Encoder(head, config).encode_features(feats[query_idx])
+            n_db, pool = rec["split"]["n_database"], rec["pool_size"]
+            if method == "ahcl":
+                images, extra_s = pool, sum(it["codes_s"] for it in rec["log"])
+            else:
+                images, extra_s = n_db, rec["times_s"]["database_head"]
+            results.append(
+                {
+                    "method": method,
+                    "bits": bits,
+                    "pool": pool,
+                    "n_database": n_db,
+                    **{k: metrics[k] for k in ("mAP", "mAP@100", "P@10", "P@100", "P@H<=2")},
+                    "pr_curve": metrics["pr_curve"],
+                    "p_at_k_curve": metrics["p_at_k_curve"],
+                    "train_s": rec["times_s"]["train"],
+                    "database_images_through_network": int(images),
+                    "database_backbone_passes": int(images * views),
+                    "database_encoding_s": images * views * ms_per_pass / 1000 + extra_s,
+                    "query_encoding_ms_per_image": views * ms_per_pass
+                    + 1000 * metrics["query_head_s"] / len(query_idx),
+                    **_search_timing(run, q_codes, 100),
+                }
+            )
+    pool_size = len(pool_positions(len(db_idx), train_pool, seed))
+    sizes = np.unique(np.linspace(pool_size, len(db_idx), scaling_sizes).round().astype(int))
+    scaling = scaling_run(
+        ds, db_idx, pool_size, sizes, extractor, spec.image_size, max(bits_list), scaling_views, seed, iterations
+    )
+    report = {
+        "command": sys.argv,
+        "dataset": str(Path(data).resolve()),
+        "n_images": len(ds),
+        "classes": len(ds.classes),
+        "split": {
+            "seed": split.seed,
+            "query_fraction": split.query_fraction,
+            "n_query": len(query_idx),
+            "n_database": len(db_idx),
+            "stratified": True,
+        },
+        "tie_rule": TIE_RULE,
+        "backbone": backbone,
+        "views": views,
+        "train_pool": train_pool,
+        "seed": seed,
+        "features_s": t_features,
+        "backbone_ms_per_pass": ms_per_pass,
+        "results": results,
+        "scaling": scaling,
+        "total_s": time.perf_counter() - t_start,
+        "versions": {
+            "hashidx": __version__,
+            "torch": torch.__version__,
+            "faiss": faiss.__version__,
+            "numpy": np.__version__,
+            "python": platform.python_version(),
+        },
+        "machine": {
+            "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+        },
+    }
+    write_json(out / "report.json", report)
+    write_report(report, out)
+    return report

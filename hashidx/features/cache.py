@@ -1,0 +1,84 @@
+"""The feature cache: backbone features of a dataset with the labels and provenance that travel with them."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from hashidx.data.datasets import Dataset
+from hashidx.features.backbones import backbone_spec, recorded_layers, weights_label
+from hashidx.io.atomic import atomic_path
+from hashidx.io.h5 import STR, read_h5, strings
+from hashidx.version import __version__
+
+FEATURES_FORMAT = 1
+PREPROCESSING = (
+    "RGB, bilinear resize to image_size x image_size, scale to [0,1], (x-mean)/std; "
+    "features averaged over `views` orientations (1: as is, 4: rotations, 8: rotations x flip)"
+)
+
+
+@dataclass
+class FeatureCache:
+    """Backbone features of a dataset, with the labels and provenance that travel with them."""
+
+    features: np.ndarray
+    dataset: Dataset
+    backbone: str
+    image_size: int
+    views: int = 1
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) left out by --on-error skip
+    weights: str = "imagenet"  # the backbone's weights: imagenet, none or a state-dict file
+    layers: str = ""  # what each vector is made of (BackboneSpec.layers); "" = the backbone's current layers
+
+    def __post_init__(self) -> None:
+        self.layers = self.layers or backbone_spec(self.backbone).layers
+
+    def save(self, path: str | Path) -> None:
+        spec = backbone_spec(self.backbone)
+        with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+            f.create_dataset("features", data=self.features)
+            f.create_dataset("labels", data=self.dataset.labels)
+            f.create_dataset("paths", data=list(self.dataset.paths), dtype=STR)
+            f.create_dataset("classes", data=list(self.dataset.classes), dtype=STR)
+            f.attrs.update(
+                {
+                    "kind": "hashidx-features",
+                    "format": FEATURES_FORMAT,
+                    "backbone": self.backbone,
+                    "weights": weights_label(spec, self.weights),
+                    "weights_source": self.weights,
+                    "image_size": self.image_size,
+                    "views": self.views,
+                    "layers": self.layers,
+                    "preprocessing": PREPROCESSING,
+                    "mean": spec.mean,
+                    "std": spec.std,
+                    "root": str(self.dataset.root.resolve()),
+                    "hashidx_version": __version__,
+                    "skipped": json.dumps(self.skipped),
+                }
+            )
+
+    @classmethod
+    def load(cls, path: str | Path) -> FeatureCache:
+        with read_h5(
+            path, "hashidx-features", "feature cache", f"make one with 'hashidx features DATA -o {path}'"
+        ) as f:
+            ds = Dataset(
+                Path(f.attrs["root"]), strings(f["paths"]), f["labels"][:].astype(np.int64), strings(f["classes"])
+            )
+            return cls(
+                f["features"][:],
+                ds,
+                str(f.attrs["backbone"]),
+                int(f.attrs["image_size"]),
+                int(f.attrs.get("views", 1)),
+                [tuple(x) for x in json.loads(f.attrs.get("skipped", "[]"))],
+                str(f.attrs.get("weights_source", "imagenet")),
+                recorded_layers(str(f.attrs["backbone"]), f.attrs.get("layers")),
+            )

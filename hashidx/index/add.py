@@ -1,0 +1,97 @@
+"""New images into an existing index: network-encoded codes (sgn F(x)), ids after the index's own.
+
+The added items' codes, ids and paths go to INDEX.added.h5 (the codes.h5 layout, method "added"),
+so query results can name them; the sidecar counts them and names that file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from hashidx.codes.codefile import CodeFile
+from hashidx.data.queryfile import image_list
+from hashidx.index import indexes as idx
+from hashidx.index.indexes import check_model
+from hashidx.io.atomic import sha256_file
+
+ADDED_ENCODING = "network: sgn(F(x)) of the image (hashidx add)"
+
+
+def added_path(index_path: str | Path) -> Path:
+    return Path(f"{index_path}.added.h5")
+
+
+def add_images(
+    index_path: str | Path,
+    model_path: str | Path,
+    source: str | Path,
+    batch_size: int = 8,
+    on_error: str = "fail",
+    allow_model_mismatch: bool = False,
+) -> tuple[dict, list[tuple[str, str]]]:
+    """Encode the images with the model and add them to the index; returns (new sidecar, skipped)."""
+    # Here, not at the top: `hashidx.index` is imported by codes-only queries, which never load torch.
+    from hashidx.methods.checkpoints import load_checkpoint
+    from hashidx.methods.encoder import Encoder
+
+    index_path = Path(index_path)
+    index, sidecar = idx.load(index_path)
+    head, config = load_checkpoint(model_path)
+    encoder = Encoder(head, config)
+    model_sha = sha256_file(model_path)
+    check_model(
+        model_path, encoder.bits, model_sha, sidecar["bits"], sidecar.get("model_sha256"), allow_model_mismatch, "model"
+    )
+    items = image_list(source)
+    names, codes, skipped = encoder.encode_named(items, source, batch_size, on_error)
+    where = dict(items)
+    files = tuple(str(where[n]) for n in names)  # resolved: a gallery finds the pixels wherever the list was
+    id_map = index.id_map  # type: ignore[attr-defined]  # an IndexBinaryIDMap2, which the stubs do not say
+    existing = faiss.vector_to_array(id_map) if index.ntotal else np.empty(0, np.int64)
+    start = int(existing.max()) + 1 if len(existing) else 0
+    ids = np.arange(start, start + len(names), dtype=np.int64)
+    added = tuple(names)
+
+    extra = added_path(index_path)
+    if extra.exists() and sidecar.get("added_file"):
+        old = CodeFile.load(extra)
+        codes_all, ids_all, names_all = (
+            np.concatenate([old.codes, codes]),
+            np.concatenate([old.ids, ids]),
+            old.paths + added,
+        )
+        files_all = (old.files or ("",) * len(old.paths)) + files
+    else:
+        codes_all, ids_all, names_all, files_all = codes, ids, added, files
+    # Added items first: a kill before the index lands leaves paths for ids the index lacks, which is harmless.
+    CodeFile(
+        codes_all,
+        ids_all,
+        names_all,
+        np.full(len(ids_all), -1, dtype=np.int64),
+        sidecar["bits"],
+        "added",
+        {"model_sha256": model_sha, "encoding": ADDED_ENCODING},
+        files_all,
+    ).save(extra)
+    index.add_with_ids(codes, ids)
+    params = {k: v for k, v in sidecar.items() if k in ("index_type", "bits", "nlist", "nprobe", "M", "efSearch")}
+    params.update(
+        count=int(index.ntotal),
+        added=len(ids_all),
+        added_file=os.path.relpath(extra.resolve(), index_path.resolve().parent),
+    )
+    codes_path = idx.codes_file_of(index_path, sidecar)
+    new = idx.save(
+        index,
+        index_path,
+        params,
+        codes_path,
+        {"method": sidecar.get("method"), "model_sha256": sidecar.get("model_sha256")},
+        codes_sha256=sidecar.get("codes_sha256"),
+    )
+    return new, skipped

@@ -1,0 +1,221 @@
+"""FAISS binary indexes (flat, IVF, HNSW) over packed codes, with ids and a JSON sidecar."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from hashidx.codes.codefile import CodeFile
+from hashidx.errors import HashidxError
+from hashidx.io.atomic import atomic_path, sha256_file, write_json
+from hashidx.version import __version__
+
+INDEX_TYPES = ("flat", "ivf", "hnsw")
+INDEX_FORMAT = 1
+
+
+def default_nlist(n: int) -> int:
+    """About √n lists, but at least 39 training codes per list (FAISS's own floor).
+
+    Not float IVF's 4·√n: k-means cost grows with nlist x its training sample (89 s vs 8 s at 10⁶
+    codes, benchmarks/scale_1m.py) and learned codes have few distinct values to split anyway.
+    """
+    return max(1, min(int(round(math.sqrt(n))), n // 39))
+
+
+def default_nprobe(nlist: int) -> int:
+    """An eighth of the lists: binary codes tie a lot, so IVF needs a wider probe than float IVF."""
+    return max(1, math.ceil(nlist / 8))
+
+
+def _ivf(index: faiss.IndexBinary) -> faiss.IndexBinaryIVF | None:
+    inner = faiss.downcast_IndexBinary(index.index if isinstance(index, faiss.IndexBinaryIDMap2) else index)
+    return inner if isinstance(inner, faiss.IndexBinaryIVF) else None
+
+
+def set_nprobe(index: faiss.IndexBinary, nprobe: int) -> None:
+    ivf = _ivf(index)
+    if ivf is not None:
+        ivf.nprobe = int(nprobe)
+
+
+def build(
+    codes: np.ndarray,
+    ids: np.ndarray,
+    index_type: str = "flat",
+    nlist: int | None = None,
+    nprobe: int | None = None,
+    hnsw_m: int = 32,
+) -> tuple[faiss.IndexBinary, dict]:
+    """An IndexBinaryIDMap2 over flat / IVF / HNSW, and the parameters it was built with."""
+    n, bits = len(codes), codes.shape[1] * 8
+    if n == 0:
+        raise HashidxError("no codes to index; the codes file is empty")
+    params: dict = {"index_type": index_type, "bits": bits}
+    inner: Any  # FAISS's SWIG classes carry fields (use_heap, nprobe, this) its type stubs do not declare
+    if index_type == "flat":
+        inner = faiss.IndexBinaryFlat(bits)
+        # The counting search (use_heap=False) returns ties in insertion order, matching the metrics' stable ranking.
+        inner.use_heap = False
+    elif index_type == "ivf":
+        nlist = nlist or default_nlist(n)
+        if nlist > n:
+            raise HashidxError(
+                f"--nlist {nlist} is larger than the {n} codes; use at most {n} (default: {default_nlist(n)})"
+            )
+        quantizer: Any = faiss.IndexBinaryFlat(bits)
+        inner = faiss.IndexBinaryIVF(quantizer, bits, nlist)
+        inner.own_fields = True
+        quantizer.this.disown()
+        inner.train(codes)
+        inner.nprobe = nprobe or default_nprobe(nlist)
+        params.update(nlist=nlist, nprobe=int(inner.nprobe))
+    elif index_type == "hnsw":
+        inner = faiss.IndexBinaryHNSW(bits, hnsw_m)
+        params.update(M=hnsw_m, efSearch=int(inner.hnsw.efSearch))
+    else:
+        raise HashidxError(f"unknown index type {index_type!r}; choose one of {', '.join(INDEX_TYPES)}")
+    index = faiss.IndexBinaryIDMap2(inner)
+    index.own_fields = True
+    inner.this.disown()
+    index.add_with_ids(codes, ids.astype(np.int64))
+    params["count"] = int(index.ntotal)
+    return index, params
+
+
+def search(index: faiss.IndexBinary, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k (distances, ids) per query, each row ordered by (distance, id); missing slots are id -1."""
+    if index.ntotal == 0:
+        raise HashidxError("the index is empty; build it from a codes file with at least one code")
+    k = min(k, index.ntotal)
+    dist, ids = index.search(queries, k)
+    # Reorder equal distances by id so every index type lists ties the same way.
+    order = np.lexsort((np.where(ids < 0, np.iinfo(np.int64).max, ids), dist), axis=1)
+    return np.take_along_axis(dist, order, 1), np.take_along_axis(ids, order, 1)
+
+
+def build_file(
+    codes_path: str | Path,
+    path: str | Path,
+    index_type: str = "flat",
+    nlist: int | None = None,
+    nprobe: int | None = None,
+    hnsw_m: int = 32,
+) -> dict:
+    """codes.h5 → index file + sidecar (what `hashidx build-index` does); returns the sidecar."""
+    cf = CodeFile.load(codes_path)
+    if len(cf.codes) == 0:
+        raise HashidxError(f"{codes_path}: no codes to index; train a run on a non-empty database")
+    index, params = build(cf.codes, cf.ids, index_type, nlist, nprobe, hnsw_m)
+    return save(index, path, params, codes_path, cf.attrs)
+
+
+def save(
+    index: faiss.IndexBinary,
+    path: str | Path,
+    params: dict,
+    codes_path: str | Path,
+    codes_attrs: dict,
+    codes_sha256: str | None = None,
+) -> dict:
+    """Write FAISS's own file and the sidecar `PATH.json`, each atomically; `codes_attrs` are the codes file's."""
+    path = Path(path)
+    codes_path = Path(codes_path)
+    sidecar = {
+        "kind": "hashidx-index",
+        "format": INDEX_FORMAT,
+        **params,
+        "codes_file": os.path.relpath(codes_path.resolve(), path.resolve().parent),
+        "codes_sha256": codes_sha256 or sha256_file(codes_path),
+        "method": codes_attrs.get("method"),
+        "model_sha256": codes_attrs.get("model_sha256"),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "faiss_version": faiss.__version__,
+        "hashidx_version": __version__,
+    }
+    with atomic_path(path) as tmp:
+        faiss.write_index_binary(index, str(tmp))
+        sidecar["index_sha256"] = sha256_file(tmp)
+        # The sidecar lands first: killed between the two renames, the new sidecar names an index
+        # file that is not there yet, and `load` refuses the pair instead of trusting it.
+        write_json(sidecar_path(path), sidecar)
+    return sidecar
+
+
+def sidecar_path(path: str | Path) -> Path:
+    return Path(f"{path}.json")
+
+
+def load(path: str | Path) -> tuple[faiss.IndexBinary, dict]:
+    """Read an index and its sidecar; the sidecar is required (it names the codes and model)."""
+    path = Path(path)
+    if not path.is_file():
+        raise HashidxError(f"{path}: index file not found; build one with 'hashidx build-index CODES.h5 -o {path}'")
+    try:
+        sidecar = json.loads(sidecar_path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise HashidxError(
+            f"{sidecar_path(path)}: index sidecar missing; rebuild the index with 'hashidx build-index'"
+        ) from None
+    except ValueError as exc:
+        raise HashidxError(f"{sidecar_path(path)}: sidecar is not valid JSON ({exc}); rebuild the index") from None
+    try:
+        index = faiss.read_index_binary(str(path))
+    except RuntimeError:
+        raise HashidxError(f"{path}: not a FAISS binary index; rebuild it with 'hashidx build-index'") from None
+    if sidecar.get("index_sha256") and sha256_file(path) != sidecar["index_sha256"]:
+        raise HashidxError(
+            f"{path}: index file and its sidecar do not match (an interrupted or partial "
+            "build-index?); rebuild the index"
+        )
+    if index.d != sidecar.get("bits"):
+        raise HashidxError(
+            f"{path}: index has {index.d} bits but its sidecar says {sidecar.get('bits')}; rebuild the index"
+        )
+    return index, sidecar
+
+
+def codes_file_of(path: str | Path, sidecar: dict) -> Path:
+    """The codes file an index was built from, resolved beside the index."""
+    return (Path(path).resolve().parent / sidecar["codes_file"]).resolve()
+
+
+def code_files_of(path: str | Path, sidecar: dict) -> list[Path]:
+    """Every codes file whose items the index holds: the one it was built from, then those `hashidx add` wrote."""
+    files = [codes_file_of(path, sidecar)]
+    if sidecar.get("added_file"):
+        files.append((Path(path).resolve().parent / sidecar["added_file"]).resolve())
+    return files
+
+
+def check_model(
+    source: Path | str,
+    have_bits: int,
+    have_sha: str | None,
+    index_bits: int,
+    index_sha: str | None,
+    allow_mismatch: bool,
+    what: str,
+) -> None:
+    """Refuse codes from another model than the index's (a different bit length always); `what` is model or codes."""
+    if have_bits != index_bits:
+        raise HashidxError(
+            f"{source}: {have_bits}-bit {what} but the index holds {index_bits}-bit codes; "
+            "use the model the index's codes were trained with"
+        )
+    if index_sha and have_sha and have_sha != index_sha and not allow_mismatch:
+        problem = (
+            "not the model that produced the index's codes"
+            if what == "model"
+            else "query codes made by another model than the index's codes"
+        )
+        raise HashidxError(
+            f"{source}: {problem} (sha256 differs); use that run's model.pt, or --allow-model-mismatch to go on anyway"
+        )

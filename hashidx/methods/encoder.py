@@ -1,0 +1,107 @@
+"""Network-side encoding: images → backbone → hash head → sgn → packed codes (queries, added items)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from hashidx.codes.binary import pack, sign
+from hashidx.errors import HashidxError
+from hashidx.features.backbones import FeatureExtractor, backbone_spec, recorded_layers
+from hashidx.features.cache import FeatureCache
+from hashidx.features.extract import extract
+from hashidx.methods.finetune import embed_images, load_crops
+
+
+class Encoder:
+    """A trained hash head with the backbone its checkpoint names."""
+
+    def __init__(self, head: nn.Module, config: dict):
+        self.head, self.config = head, config
+        self._extractor: FeatureExtractor | None = None
+
+    @property
+    def bits(self) -> int:
+        return int(self.config["bits"])
+
+    @property
+    def finetuned(self) -> bool:
+        return bool(self.config.get("finetune"))
+
+    @property
+    def layers(self) -> str:
+        """What the model's input features are made of."""
+        return recorded_layers(self.config["backbone"], self.config.get("layers"))
+
+    def check_features(self, cache: FeatureCache, source: str | Path) -> None:
+        """Refuse features from another backbone or image size than the model was trained on."""
+        if self.finetuned:
+            raise HashidxError(
+                f"{source}: cached features come from the frozen {cache.backbone}, but this model "
+                f"fine-tuned its {self.config['backbone']} backbone; query with image paths instead"
+            )
+        have = (cache.backbone, cache.image_size, cache.views)
+        want = (self.config["backbone"], self.config["image_size"], self.config["views"])
+        if cache.weights != self.config.get("weights", "imagenet"):
+            raise HashidxError(
+                f"{source}: features from {cache.backbone} with weights {cache.weights!r}, but the "
+                f"model was trained on weights {self.config.get('weights', 'imagenet')!r}; re-extract "
+                "with the model's --weights"
+            )
+        if have != want:
+            raise HashidxError(
+                f"{source}: features are {have[0]} at {have[1]}px, {have[2]} view(s), but the model expects "
+                f"{want[0]} at {want[1]}px, {want[2]} view(s); re-extract with "
+                f"--backbone {want[0]} --image-size {want[1]} --views {want[2]}"
+            )
+        if cache.layers != self.layers:
+            raise HashidxError(
+                f"{source}: features are {cache.layers} of {cache.backbone}, but the model was trained on "
+                f"{self.layers}; use the feature cache the model was trained on, or retrain the model "
+                "on these features"
+            )
+
+    def encode_features(self, features: np.ndarray) -> np.ndarray:
+        """Packed codes sgn(F(x)) for backbone features."""
+        embed: Any = self.head.embed  # HashHead and LinearHash both have it
+        return pack(sign(embed(features.astype(np.float32))))
+
+    def encode_images(
+        self, paths: Sequence[Path], batch_size: int = 8, on_error: str = "fail"
+    ) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str]]]:
+        """Packed codes for image files (every image passes the backbone and the head), the positions
+        they are for, and (position, reason) of images left out by on_error="skip"."""
+        if self.finetuned:
+            pixels, kept, skipped = load_crops(paths, on_error, desc="encode images")
+            return pack(sign(embed_images(self.head, pixels))), np.asarray(kept, dtype=np.int64), skipped
+        spec = backbone_spec(self.config["backbone"])
+        if self.layers != spec.layers:
+            raise HashidxError(
+                f"this model was trained on {self.layers} of {spec.name}, and this hashidx extracts "
+                f"{spec.layers}: retrain the model ('hashidx train') to encode images with it"
+            )
+        if self._extractor is None:
+            self._extractor = FeatureExtractor(spec, self.config.get("weights", "imagenet"))
+        state = extract(
+            paths,
+            self._extractor,
+            int(self.config["image_size"]),
+            int(self.config["views"]),
+            batch_size,
+            desc="encode images",
+            on_error=on_error,
+        )
+        return self.encode_features(state.features), state.kept, state.skipped
+
+    def encode_named(
+        self, items: Sequence[tuple[str, Path]], source: str | Path, batch_size: int = 8, on_error: str = "fail"
+    ) -> tuple[list[str], np.ndarray, list[tuple[str, str]]]:
+        """(names, codes, skipped (name, reason)) for named image files; refuses when none could be read."""
+        codes, kept, skipped = self.encode_images([p for _, p in items], batch_size, on_error)
+        if len(kept) == 0:
+            raise HashidxError(f"{source}: none of the images could be read; first: {skipped[0][1]}")
+        return [items[i][0] for i in kept], codes, [(items[i][0], reason) for i, reason in skipped]

@@ -1,0 +1,137 @@
+"""End-to-end fine-tuning: backbone, hash layer and classifier trained together on the pool's images.
+
+The frozen path trains a head on cached features; this one updates the backbone too, with the
+authors' preprocessing (resize 256, centre crop 224, ImageNet-style normalisation), on CUDA when
+there is one (bf16 autocast) and on the CPU otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from hashidx.data.images import load_image
+from hashidx.errors import HashidxError
+from hashidx.features.backbones import BackboneSpec, backbone_spec
+from hashidx.io.progress import progress
+from hashidx.methods.training import Network, TrainConfig, sgd
+
+RESIZE, CROP = 256, 224
+
+
+class HashNet(nn.Module):
+    """Backbone trunk → hash layer → tanh, and a linear classifier on the codes; takes [0,1] NCHW images."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(self, trunk: nn.Module, spec: BackboneSpec, bits: int, n_classes: int):
+        super().__init__()
+        self.trunk = trunk
+        self.hash = nn.Linear(spec.feature_dim, bits)
+        self.classifier = nn.Linear(bits, n_classes)
+        self.register_buffer("mean", torch.tensor(spec.mean).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(spec.std).view(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        u = torch.tanh(self.hash(self.trunk((x - self.mean) / self.std)))
+        return u, self.classifier(u)
+
+
+def hashnet_from_config(config: dict) -> HashNet:
+    """An untrained HashNet of the recorded shape (its weights come from the checkpoint)."""
+    spec = backbone_spec(config["backbone"])
+    return HashNet(spec.build("none"), spec, int(config["bits"]), len(config["classes"]))
+
+
+def resolve_device(device: str) -> torch.device:
+    """auto → cuda when available, else cpu; an explicit cuda without a GPU is refused."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise HashidxError(f"--device {device}: this torch sees no CUDA device; use --device cpu (or auto)")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise HashidxError(f"--device {device}: use auto, cpu, cuda or cuda:N") from None
+
+
+def load_crops(
+    paths: Sequence[Path],
+    on_error: str = "fail",
+    desc: str = "load images",
+) -> tuple[torch.Tensor, list[int], list[tuple[int, str]]]:
+    """uint8 N x 3 x 224 x 224 centre crops of the images resized to 256, the positions kept, and
+    (position, reason) of the images left out by on_error="skip"."""
+    out, kept, skipped = [], [], []
+    lo = (RESIZE - CROP) // 2
+    for i, path in enumerate(progress(paths, desc, unit="img")):
+        try:
+            pixels = load_image(path, RESIZE)[lo : lo + CROP, lo : lo + CROP]
+        except HashidxError as exc:
+            if on_error != "skip":
+                raise
+            skipped.append((i, str(exc)))
+            continue
+        out.append(torch.from_numpy((pixels * 255).round().astype(np.uint8)).permute(2, 0, 1))
+        kept.append(i)
+    stacked = torch.stack(out) if out else torch.zeros((0, 3, CROP, CROP), dtype=torch.uint8)
+    return stacked, kept, skipped
+
+
+class ImageInputs:
+    """Pool images kept as uint8 crops; a batch is scaled to [0,1] and, when training with `augment`,
+    rotated by a multiple of 90° and flipped (aerial scenes have no up)."""
+
+    def __init__(self, pixels: torch.Tensor, augment: bool = False):
+        self.pixels, self.augment = pixels, augment
+
+    def __len__(self) -> int:
+        return len(self.pixels)
+
+    def batch(self, positions: np.ndarray, rng: np.random.Generator | None = None) -> torch.Tensor:
+        """[0,1] images; with `rng` (training) and augment, each turned and flipped at random."""
+        x = self.pixels[torch.from_numpy(np.asarray(positions))].float() / 255.0
+        if rng is not None and self.augment:
+            turns = rng.integers(0, 8, len(x))
+            x = torch.stack(
+                [
+                    torch.rot90(img, int(t % 4), dims=(1, 2)).flip(2)
+                    if t >= 4
+                    else torch.rot90(img, int(t), dims=(1, 2))
+                    for img, t in zip(x, turns)
+                ]
+            )
+        return x.contiguous(memory_format=torch.channels_last)
+
+
+def finetune_network(
+    backbone: str,
+    weights: str,
+    pixels: torch.Tensor,
+    n_classes: int,
+    config: TrainConfig,
+    device: torch.device,
+    augment: bool = False,
+) -> Network:
+    """A seeded HashNet on the pretrained backbone, with the authors' SGD schedule, over the pool's images."""
+    spec = backbone_spec(backbone)
+    trunk = spec.build(weights)
+    torch.manual_seed(config.seed)
+    net = HashNet(trunk, spec, config.bits, n_classes).to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
+    opt, sched = sgd(net, config)
+    return Network(net, opt, sched, ImageInputs(pixels, augment), device, amp=device.type == "cuda")
+
+
+def embed_images(
+    net: nn.Module, pixels: torch.Tensor, device: torch.device | None = None, batch_size: int = 64
+) -> np.ndarray:
+    """Outputs u of a fine-tuned HashNet for uint8 crops (eval mode), through the training loop's own
+    batching and autocast (Network.embed)."""
+    device = device or next(net.parameters()).device
+    inference = Network(net, None, None, ImageInputs(pixels), device, amp=device.type == "cuda")
+    return inference.embed(np.arange(len(pixels)), batch_size)

@@ -1,0 +1,208 @@
+"""Batch queries: image paths, features or codes → network codes → FAISS search → result rows."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from hashidx.codes.codefile import CodeFile, Item, items_by_id
+from hashidx.data.queryfile import read_query_file
+from hashidx.errors import HashidxError
+from hashidx.index import indexes as idx
+from hashidx.index.indexes import check_model
+from hashidx.io.atomic import atomic_path, sha256_file
+
+RESULT_FIELDS = ("query", "rank", "id", "path", "distance")
+
+
+@dataclass
+class Results:
+    """Top-k per query as arrays (ranked by distance, then id); id -1 marks an empty slot."""
+
+    queries: list[str]
+    distances: np.ndarray  # int32 (q x k)
+    ids: np.ndarray  # int64 (q x k)
+    paths: dict[int, str]  # id → database path, for the ids present
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (query, reason) left out by on_error="skip"
+    labels: dict[int, str] = field(default_factory=dict)  # id → class name, where the codes file knows it
+    files: dict[int, Path] = field(default_factory=dict)  # id → image file, where the codes file knows it
+    query_files: list[Path | None] = field(default_factory=list)  # each query's image file, where known
+    query_labels: list[str | None] = field(default_factory=list)  # each query's class name, where known
+
+    def __len__(self) -> int:
+        return int((self.ids >= 0).sum())
+
+    def rows(self) -> Iterator[tuple[str, int, int, str, int]]:
+        """(query, rank, id, path, distance) in RESULT_FIELDS order."""
+        for name, drow, irow in zip(self.queries, self.distances.tolist(), self.ids.tolist()):
+            for rank, (d, i) in enumerate(zip(drow, irow), 1):
+                if i >= 0:
+                    yield name, rank, i, self.paths.get(i, ""), d
+
+
+QUERY_BATCH = 4096  # queries per FAISS search call (and per result block)
+
+
+def _h5_kind(path: Path) -> str | None:
+    if path.suffix.lower() not in (".h5", ".hdf5"):
+        return None
+    try:
+        with h5py.File(path, "r") as f:
+            return str(f.attrs.get("kind", ""))
+    except FileNotFoundError:
+        raise HashidxError(f"{path}: query file not found") from None
+    except OSError as exc:
+        raise HashidxError(
+            f"{path}: unreadable HDF5 ({exc}); pass an image list, a feature cache or a codes file"
+        ) from None
+
+
+@dataclass
+class QuerySet:
+    """Encoded queries: names, packed codes, and what is known of each (image file, class name)."""
+
+    names: list[str]
+    codes: np.ndarray
+    skipped: list[tuple[str, str]]
+    files: list[Path | None]
+    labels: list[str | None]
+
+
+def _class_names(labels: np.ndarray, classes: list[str] | tuple[str, ...]) -> list[str | None]:
+    return [classes[i] if 0 <= i < len(classes) else None for i in np.asarray(labels).tolist()]
+
+
+def query_codes(
+    query_file: str | Path,
+    model_path: str | Path | None,
+    bits: int,
+    model_sha256: str | None,
+    batch_size: int = 8,
+    allow_model_mismatch: bool = False,
+    on_error: str = "fail",
+) -> QuerySet:
+    """Queries from an image list or feature cache (encoded by the model) or a codes file; on_error="skip"
+    leaves unreadable query images out.
+
+    A query's class is known from a feature cache or codes file, or for an image in a folder named after
+    one of the model's classes (the class-folder layout).
+    """
+    query_file = Path(query_file)
+    kind = _h5_kind(query_file)
+    if kind == "hashidx-codes":
+        # Precomputed codes need no model; the torch stack is never imported on this path.
+        cf = CodeFile.load(query_file)
+        check_model(
+            query_file, cf.bits, cf.attrs.get("model_sha256"), bits, model_sha256, allow_model_mismatch, "codes"
+        )
+        root = cf.attrs.get("image_root")
+        return QuerySet(
+            list(cf.paths),
+            cf.codes,
+            [],
+            [Path(root) / p if root else None for p in cf.paths],
+            _class_names(cf.labels, json.loads(cf.attrs.get("classes", "[]"))),
+        )
+    if model_path is None:
+        raise HashidxError(
+            f"{query_file}: image and feature queries are encoded by a model; pass --model RUN_DIR/model.pt"
+        )
+    from hashidx.methods.checkpoints import load_checkpoint
+    from hashidx.methods.encoder import Encoder
+
+    head, config = load_checkpoint(model_path)
+    encoder = Encoder(head, config)
+    check_model(model_path, encoder.bits, sha256_file(model_path), bits, model_sha256, allow_model_mismatch, "model")
+    if kind == "hashidx-features":
+        from hashidx.features.cache import FeatureCache
+
+        cache = FeatureCache.load(query_file)
+        encoder.check_features(cache, query_file)
+        ds = cache.dataset
+        return QuerySet(
+            list(ds.paths),
+            encoder.encode_features(cache.features),
+            [],
+            [ds.root / p for p in ds.paths],
+            _class_names(ds.labels, ds.classes),
+        )
+    if kind is not None:
+        raise HashidxError(
+            f"{query_file}: HDF5 of kind {kind!r}; query with an image list, a feature cache or a codes file"
+        )
+    items = read_query_file(query_file)
+    names, codes, skipped = encoder.encode_named(items, query_file, batch_size, on_error)
+    files = dict(items)
+    classes = set(config.get("classes", []))
+    return QuerySet(
+        names,
+        codes,
+        skipped,
+        [files[n] for n in names],
+        [files[n].parent.name if files[n].parent.name in classes else None for n in names],
+    )
+
+
+def run_query(
+    index_path: str | Path,
+    query_file: str | Path,
+    model_path: str | Path | None = None,
+    k: int = 20,
+    nprobe: int | None = None,
+    batch_size: int = 8,
+    allow_model_mismatch: bool = False,
+    on_error: str = "fail",
+) -> Results:
+    """Encode the queries (unless they are codes already) and search the index; k results per query."""
+    if k < 1:
+        raise HashidxError(f"-k {k}: ask for at least one result")
+    index, sidecar = idx.load(index_path)
+    if index.ntotal == 0:
+        raise HashidxError(f"{index_path}: the index is empty; rebuild it with 'hashidx build-index CODES.h5'")
+    qs = query_codes(
+        query_file, model_path, sidecar["bits"], sidecar.get("model_sha256"), batch_size, allow_model_mismatch, on_error
+    )
+    if nprobe is not None:
+        idx.set_nprobe(index, nprobe)
+    blocks = [idx.search(index, qs.codes[lo : lo + QUERY_BATCH], k) for lo in range(0, len(qs.codes), QUERY_BATCH)]
+    dist, ids = np.concatenate([d for d, _ in blocks]), np.concatenate([i for _, i in blocks])
+    items = _items_by_id(index_path, sidecar, ids)
+    return Results(
+        qs.names,
+        dist,
+        ids,
+        {i: it.path for i, it in items.items()},
+        qs.skipped,
+        {i: it.label for i, it in items.items() if it.label is not None},
+        {i: it.file for i, it in items.items() if it.file is not None},
+        qs.files,
+        qs.labels,
+    )
+
+
+def _items_by_id(index_path: str | Path, sidecar: dict, ids: np.ndarray) -> dict[int, Item]:
+    """The returned ids only, from the index's codes file and its added items (neither read whole)."""
+    out: dict[int, Item] = {}
+    for codes_path in idx.code_files_of(index_path, sidecar):
+        if codes_path.is_file():
+            out.update(items_by_id(codes_path, ids[ids >= 0]))
+    return out
+
+
+def write_results(results: Results, path: str | Path, fmt: str = "tsv") -> None:
+    """TSV with a header row, or JSON lines; written atomically."""
+    if fmt not in ("tsv", "jsonl"):
+        raise HashidxError(f"unknown result format {fmt!r}; use tsv or jsonl")
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as fh:
+        if fmt == "tsv":
+            w = csv.writer(fh, delimiter="\t", lineterminator="\n")
+            w.writerow(RESULT_FIELDS)
+            w.writerows(results.rows())
+        else:
+            fh.writelines(json.dumps(dict(zip(RESULT_FIELDS, row))) + "\n" for row in results.rows())

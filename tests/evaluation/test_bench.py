@@ -1,0 +1,52 @@
+"""`hashidx bench` on a real slice: every method x length, the scaling run, report files and plots."""
+
+import json
+
+from click.testing import CliRunner
+from PIL import Image
+
+from hashidx.cli import main
+
+
+def test_bench_on_a_slice(ucmd_slice, tmp_path):
+    out = tmp_path / "report"
+    result = CliRunner().invoke(
+        main,
+        [
+            "--quiet",
+            "bench",
+            str(ucmd_slice),
+            "--bits",
+            "16,32",
+            "--views",
+            "1",
+            "--iterations",
+            "3",
+            "--train-pool",
+            "0.5",
+            "--scaling-sizes",
+            "3",
+            "-o",
+            str(out),
+        ],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert [(r["method"], r["bits"]) for r in report["results"]] == [
+        (m, b) for m in ("ahcl", "symmetric", "itq", "lsh") for b in (16, 32)
+    ]
+    for r in report["results"]:
+        assert 0 < r["mAP"] <= 1 and r["n_database"] == 80 and r["pool"] == 40
+        # The asymmetric claim, counted: AHCL's database codes need only the pool's images.
+        assert r["database_images_through_network"] == (40 if r["method"] == "ahcl" else 80)
+        assert r["pr_curve"]["recall"] == sorted(r["pr_curve"]["recall"])
+    assert [s["n"] for s in report["scaling"]] == [40, 60, 80]
+    assert all(s["ahcl_images"] == 40 and s["symmetric_images"] == s["n"] for s in report["scaling"])
+    assert report["split"]["n_query"] == 20 and "stable sort" in report["tie_rule"]
+    assert report["machine"]["cpus"] >= 1 and report["versions"]["faiss"]
+    md = (out / "report.md").read_text()
+    for png in ("map_vs_bits.png", "pr_curves.png", "precision_at_k.png", "encoding_vs_n.png"):
+        assert f"]({png})" in md
+        with Image.open(out / png) as img:
+            assert img.format == "PNG" and img.width > 300
