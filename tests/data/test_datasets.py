@@ -1,28 +1,19 @@
 """Dataset discovery: class folders and list files."""
 
 import pytest
-from PIL import Image
 
 from hashidx.data.datasets import load_dataset
 from hashidx.errors import HashidxError
 
 
-def _folder(tmp_path, classes=("a", "b"), per=5, ext="png"):
-    for c in classes:
-        (tmp_path / c).mkdir(parents=True)
-        for i in range(per):
-            Image.new("RGB", (20, 30), (i * 10, 0, 0)).save(tmp_path / c / f"{c}{i}.{ext}")
-    return tmp_path
-
-
-def test_class_folders(tmp_path):
-    ds = load_dataset(_folder(tmp_path))
+def test_class_folders(image_folder, tmp_path):
+    ds = load_dataset(image_folder(tmp_path))
     assert ds.classes == ("a", "b") and len(ds) == 10 and ds.paths[0] == "a/a0.png"
     assert ds.labels.tolist() == [0] * 5 + [1] * 5
 
 
-def test_list_file_relative_to_its_folder(tmp_path):
-    _folder(tmp_path)
+def test_list_file_relative_to_itsimage_folder(image_folder, tmp_path):
+    image_folder(tmp_path)
     (tmp_path / "list.tsv").write_text("# comment\na/a0.png\tcat\n\nb/b1.png\tdog\r\nb/b2.png\tcat\n")
     ds = load_dataset(tmp_path / "list.tsv")
     assert ds.classes == ("cat", "dog") and ds.labels.tolist() == [0, 1, 0]
@@ -43,8 +34,8 @@ def test_list_file_errors(tmp_path, text, message):
         load_dataset(tmp_path / "l.tsv")
 
 
-def test_empty_class_folder_is_refused(tmp_path):
-    _folder(tmp_path)
+def test_empty_class_folder_is_refused(image_folder, tmp_path):
+    image_folder(tmp_path)
     (tmp_path / "empty").mkdir()
     with pytest.raises(HashidxError, match="empty: class folder has no"):
         load_dataset(tmp_path)
