@@ -102,3 +102,15 @@ def test_the_walker_sees_imports_inside_functions(tmp_path):
     """The check is only as good as its parser: a cycle hidden in a function body must be visible to it."""
     src = PACKAGE / "methods" / "checkpoints.py"
     assert "hashidx.methods.finetune" in imports_of(src)
+
+
+def test_lazy_api_and_type_checking_imports_agree():
+    """`hashidx.__all__` resolves lazily through _API; the TYPE_CHECKING imports must name the same things."""
+    tree = ast.parse((PACKAGE / "__init__.py").read_text())
+    block = next(n for n in tree.body if isinstance(n, ast.If) and getattr(n.test, "id", "") == "TYPE_CHECKING")
+    typed = {f"{node.module}:{a.name}": a.asname or a.name for node in block.body for a in node.names}
+    lazy = {name: target if ":" in target else f"{target}:{name}" for name, target in hashidx._API.items()}
+    assert sorted(typed.values()) == sorted(lazy)
+    assert {lazy[name] for name in typed.values()} == set(typed)  # each name points at the same object
+    for name in hashidx.__all__:
+        assert getattr(hashidx, name) is not None
