@@ -6,7 +6,12 @@ The layers, bottom to top, follow the data flow: images → features → codes �
 from __future__ import annotations
 
 import ast
+import importlib
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 import hashidx
 
@@ -98,19 +103,41 @@ def test_no_import_cycles():
     assert not cycles, f"import cycles: {cycles}"
 
 
-def test_the_walker_sees_imports_inside_functions(tmp_path):
+def test_the_walker_sees_imports_inside_functions():
     """The check is only as good as its parser: a cycle hidden in a function body must be visible to it."""
-    src = PACKAGE / "methods" / "checkpoints.py"
-    assert "hashidx.methods.finetune" in imports_of(src)
+    src = PACKAGE / "results" / "query.py"
+    top_level = {n.module for n in ast.parse(src.read_text()).body if isinstance(n, ast.ImportFrom)}
+    assert "hashidx.methods.encoder" not in top_level  # imported inside query_codes only
+    assert "hashidx.methods.encoder" in imports_of(src)
 
 
-def test_lazy_api_and_type_checking_imports_agree():
-    """`hashidx.__all__` resolves lazily through _API; the TYPE_CHECKING imports must name the same things."""
-    tree = ast.parse((PACKAGE / "__init__.py").read_text())
+PACKAGES = ["hashidx", *(f"hashidx.{p.name}" for p in sorted(PACKAGE.iterdir()) if (p / "__init__.py").is_file())]
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_every_export_resolves_to_what_its_type_checking_import_names(package):
+    module = importlib.import_module(package)
+    tree = ast.parse(Path(str(module.__file__)).read_text())
     block = next(n for n in tree.body if isinstance(n, ast.If) and getattr(n.test, "id", "") == "TYPE_CHECKING")
-    typed = {f"{node.module}:{a.name}": a.asname or a.name for node in block.body for a in node.names}
-    lazy = {name: target if ":" in target else f"{target}:{name}" for name, target in hashidx._API.items()}
-    assert sorted(typed.values()) == sorted(lazy)
-    assert {lazy[name] for name in typed.values()} == set(typed)  # each name points at the same object
-    for name in hashidx.__all__:
-        assert getattr(hashidx, name) is not None
+    named = {a.asname or a.name: (node.module, a.name) for node in block.body for a in node.names}
+    assert set(module.__all__) - {"__version__"} == set(named)
+    for name, (source, attribute) in named.items():
+        assert getattr(module, name) is getattr(importlib.import_module(source), attribute)
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_no_export_shares_a_submodule_name(package):
+    """A submodule, once imported, is set on its package under its own name and would hide a lazy export."""
+    module = importlib.import_module(package)
+    submodules = {p.stem for p in Path(str(module.__file__)).parent.glob("*.py")}
+    assert not set(module.__all__) & submodules
+
+
+def test_importing_one_module_leaves_its_siblings_unloaded():
+    script = (
+        "import sys, hashidx, hashidx.results.query, hashidx.index.indexes, hashidx.data.queryfile\n"
+        "loaded = {m for m in ('torch', 'PIL', 'http.client', 'hashidx.results.gallery', 'hashidx.data.download')"
+        " if m in sys.modules}\n"
+        "assert not loaded, loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True)

@@ -1,27 +1,16 @@
 """Images and their labels: datasets, decoding, the split, label-only items, query files, downloads."""
 
-from hashidx.data.datasets import IMAGE_SUFFIXES, Dataset, load_dataset, read_list
-from hashidx.data.download import CATALOGUE, Source, download
-from hashidx.data.images import load_image
-from hashidx.data.labels import LabelFile, read_labels
-from hashidx.data.queryfile import image_list, read_query_file
-from hashidx.data.split import Split, load_split, make_split, save_split
+from typing import TYPE_CHECKING
 
-__all__ = [
-    "CATALOGUE",
-    "IMAGE_SUFFIXES",
-    "Dataset",
-    "LabelFile",
-    "Source",
-    "Split",
-    "download",
-    "image_list",
-    "load_dataset",
-    "load_image",
-    "load_split",
-    "make_split",
-    "read_labels",
-    "read_list",
-    "read_query_file",
-    "save_split",
-]
+from hashidx.io.lazy import lazy_exports
+
+# The names this subpackage exports; each loads its module on first use (hashidx.io.lazy).
+if TYPE_CHECKING:
+    from hashidx.data.datasets import IMAGE_SUFFIXES, Dataset, load_dataset, read_list
+    from hashidx.data.download import CATALOGUE, Source
+    from hashidx.data.images import load_image
+    from hashidx.data.labels import LabelFile, read_labels
+    from hashidx.data.queryfile import image_list, read_query_file
+    from hashidx.data.split import Split, load_split, make_split, save_split
+
+__all__, __getattr__, __dir__ = lazy_exports(__name__)

@@ -1,8 +1,14 @@
 """How good the codes are: retrieval metrics, evaluating a run, and the asymmetric-vs-symmetric benchmark."""
 
-from hashidx.evaluation.bench import run_bench
-from hashidx.evaluation.evaluate import evaluate_run
-from hashidx.evaluation.metrics import retrieval_metrics
-from hashidx.evaluation.report import write_report
+from typing import TYPE_CHECKING
 
-__all__ = ["evaluate_run", "retrieval_metrics", "run_bench", "write_report"]
+from hashidx.io.lazy import lazy_exports
+
+# The names this subpackage exports; each loads its module on first use (hashidx.io.lazy).
+if TYPE_CHECKING:
+    from hashidx.evaluation.bench import run_bench
+    from hashidx.evaluation.evaluate import evaluate_run
+    from hashidx.evaluation.metrics import retrieval_metrics
+    from hashidx.evaluation.report import write_report
+
+__all__, __getattr__, __dir__ = lazy_exports(__name__)

@@ -17,6 +17,8 @@ from hashidx.data.queryfile import image_list
 from hashidx.index import indexes as idx
 from hashidx.index.indexes import check_model
 from hashidx.io.atomic import sha256_file
+from hashidx.methods.checkpoints import load_checkpoint
+from hashidx.methods.encoder import Encoder
 
 ADDED_ENCODING = "network: sgn(F(x)) of the image (hashidx add)"
 
@@ -34,10 +36,6 @@ def add_images(
     allow_model_mismatch: bool = False,
 ) -> tuple[dict, list[tuple[str, str]]]:
     """Encode the images with the model and add them to the index; returns (new sidecar, skipped)."""
-    # Here, not at the top: `hashidx.index` is imported by codes-only queries, which never load torch.
-    from hashidx.methods.checkpoints import load_checkpoint
-    from hashidx.methods.encoder import Encoder
-
     index_path = Path(index_path)
     index, sidecar = idx.load(index_path)
     head, config = load_checkpoint(model_path)

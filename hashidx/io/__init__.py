@@ -1,7 +1,13 @@
 """Input/output plumbing every layer shares: atomic writes, the HDF5 reader, progress bars."""
 
-from hashidx.io.atomic import atomic_path, sha256_file, write_json
-from hashidx.io.h5 import read_h5
-from hashidx.io.progress import progress, set_quiet
+from typing import TYPE_CHECKING
 
-__all__ = ["atomic_path", "progress", "read_h5", "set_quiet", "sha256_file", "write_json"]
+from hashidx.io.lazy import lazy_exports
+
+# The names this subpackage exports; each loads its module on first use (hashidx.io.lazy).
+if TYPE_CHECKING:
+    from hashidx.io.atomic import atomic_path, sha256_file, write_json
+    from hashidx.io.h5 import read_h5
+    from hashidx.io.progress import set_quiet
+
+__all__, __getattr__, __dir__ = lazy_exports(__name__)
