@@ -3,10 +3,12 @@
 The protocol behind README "Choices measured": the UC Merced split (seed 0) keeps its 420 queries aside;
 its 1,680 database images are split again, 20% of each class as validation queries (split seeds 1..S),
 and AHCL trains on the rest at training seeds 0..K-1 for each code length. Prints the mean validation
-mAP per length; with --compare, the same runs on a second feature cache, paired run by run.
+tie-aware mAP, mAP@100 and P@100 per length and re-ranking (--rerank none,ties,200: the default re-ranking
+and K′ are chosen here); with --compare, the same runs on a second feature cache, paired run by run.
 
     python benchmarks/validate_ucmd.py --features out/ucmd-pipeline/features.h5
     python benchmarks/validate_ucmd.py --features A.h5 --compare B.h5 --splits 3 --seeds 3
+    python benchmarks/validate_ucmd.py --features A.h5 --rerank none,ties,50,100,200,400,1344
 """
 
 from __future__ import annotations
@@ -35,17 +37,39 @@ def validation_splits(features: Path, out: Path, n_splits: int) -> list[Path]:
     return paths
 
 
-def validate(features: Path, splits: list[Path], bits: list[int], seeds: list[int], out: Path) -> dict:
-    """Validation mAP of every (split, bits, seed) run."""
+def rerank_mode(text: str) -> str | int:
+    return text if text in ("none", "ties") else int(text)
+
+
+def validate(
+    features: Path, splits: list[Path], bits: list[int], seeds: list[int], out: Path, reranks: list[str | int]
+) -> dict:
+    """Validation metrics of every (split, bits, seed) run under each re-ranking."""
     res = {}
     for i, split in enumerate(splits):
         for b in bits:
             for seed in seeds:
                 run = out / f"{features.stem}-s{i + 1}-{b}-{seed}"
-                train_run(features, run, "ahcl", b, split_path=split, seed=seed)
-                res[(i, b, seed)] = evaluate_run(run)["mAP"]
-                print(f"{features.name} split {i + 1} bits {b} seed {seed}: {res[(i, b, seed)]:.4f}", flush=True)
+                if not (run / "train.json").is_file():
+                    train_run(features, run, "ahcl", b, split_path=split, seed=seed)
+                for mode in reranks:
+                    m = evaluate_run(run, rerank=mode)
+                    res[(i, b, seed, mode)] = m
+                    print(
+                        f"{features.name} split {i + 1} bits {b} seed {seed} rerank {mode}: mAP {m['mAP']:.4f} "
+                        f"mAP@100 {m['mAP@100']:.4f} P@100 {m['P@100']:.4f}",
+                        flush=True,
+                    )
     return res
+
+
+def table(res: dict, bits: list[int], reranks: list[str | int], metric: str) -> None:
+    print(f"\n{metric}, mean over validation splits and seeds")
+    print("| rerank | " + " | ".join(f"{b} bits" for b in bits) + " |")
+    print("|---|" + "---:|" * len(bits))
+    for mode in reranks:
+        cells = [np.mean([m[metric] for k, m in res.items() if k[1] == b and k[3] == mode]) for b in bits]
+        print(f"| {mode} | " + " | ".join(f"{c:.4f}" for c in cells) + " |")
 
 
 def main() -> None:
@@ -55,6 +79,7 @@ def main() -> None:
     ap.add_argument("--bits", default="16,32,64")
     ap.add_argument("--splits", type=int, default=3, help="validation splits (split seeds 1..N)")
     ap.add_argument("--seeds", type=int, default=3, help="training seeds 0..K-1")
+    ap.add_argument("--rerank", default="none", help="comma list of re-rankings: none, ties, or K′ values")
     ap.add_argument("-o", "--output", type=Path, default=Path("out/validate-ucmd"))
     args = ap.parse_args()
     set_quiet(True)
@@ -62,17 +87,18 @@ def main() -> None:
     bits, seeds = [int(b) for b in args.bits.split(",")], list(range(args.seeds))
     splits = validation_splits(args.features, args.output, args.splits)
     caches = [args.features] + ([args.compare] if args.compare else [])
-    results = [validate(f, splits, bits, seeds, args.output / f"features-{i}") for i, f in enumerate(caches)]
-    print("| features | " + " | ".join(f"mAP {b}" for b in bits) + " |")
-    print("|---|" + "---:|" * len(bits))
+    reranks = [rerank_mode(x) for x in args.rerank.split(",")]
+    results = [validate(f, splits, bits, seeds, args.output / f"features-{i}", reranks) for i, f in enumerate(caches)]
     for f, res in zip(caches, results):
-        print(f"| {f} | " + " | ".join(f"{np.mean([m for k, m in res.items() if k[1] == b]):.4f}" for b in bits) + " |")
+        print(f"\n## {f}")
+        for metric in ("mAP", "mAP@100", "P@100", "rank_s"):
+            table(res, bits, reranks, metric)
     if args.compare:
         base, other = results
         for b in bits:
-            keys = [k for k in base if k[1] == b]
-            wins = sum(other[k] > base[k] for k in keys)
-            diff = np.mean([other[k] - base[k] for k in keys])
+            keys = [k for k in base if k[1] == b and k[3] == reranks[0]]
+            wins = sum(other[k]["mAP"] > base[k]["mAP"] for k in keys)
+            diff = np.mean([other[k]["mAP"] - base[k]["mAP"] for k in keys])
             print(
                 f"{b} bits: {args.compare} minus {args.features} {diff:+.4f}, ahead in {wins}/{len(keys)} paired runs"
             )

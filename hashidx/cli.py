@@ -102,6 +102,20 @@ VIEWS_OPTION = click.option(
 )
 
 
+LABELS_OPTION = click.option(
+    "--labels",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Multi-label annotations of DATA's images instead of class folders: a table in the UC Merced "
+    "multi-label layout (header IMAGE\\LABEL<TAB>name..., 0/1 columns) or path<TAB>label1,label2 lines.",
+)
+RERANK_OPTION = click.option(
+    "--rerank",
+    default=None,
+    help="Re-rank by the asymmetric score uᵀv of the query's network outputs: none, ties (inside equal "
+    "Hamming distances), or K′ (the K′ nearest by Hamming) [default: 400].",
+)
+
+
 @main.command()
 @click.argument("data", type=click.Path(exists=True, path_type=Path))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Feature cache to write (.h5).")
@@ -129,6 +143,7 @@ VIEWS_OPTION = click.option(
     show_default=True,
     help="The backbone's weights: imagenet, none, or a local state-dict file.",
 )
+@LABELS_OPTION
 @_one_line_errors
 def features(
     data: Path,
@@ -140,15 +155,20 @@ def features(
     on_error: str,
     checkpoint_every: int,
     weights: str,
+    labels: Path | None,
 ) -> None:
     """Extract backbone features of DATA (class folders or a path<TAB>label list) into an HDF5 cache.
 
     Progress is kept in OUTPUT.partial while it runs: rerunning an interrupted command resumes it.
+    With --labels the cache carries multi-label annotations, and runs trained on it are multi-label.
     """
     from hashidx.data.datasets import load_dataset
+    from hashidx.data.labels import read_label_table, relabel
     from hashidx.features.extract import extract_to
 
     ds = load_dataset(data)
+    if labels is not None:
+        ds = relabel(ds, read_label_table(labels), labels)
     cache = extract_to(ds, output, backbone, image_size, views, batch_size, on_error, checkpoint_every, weights)
     _report_skipped(cache.skipped, f"listed in {output}'s 'skipped' attribute")
     click.echo(
@@ -222,6 +242,7 @@ def features(
     help="With --finetune: auto (CUDA when available, with bf16 mixed precision), cpu, cuda, cuda:N.",
 )
 @click.option("--augment", is_flag=True, help="With --finetune: random 90° rotations and flips of the training images.")
+@LABELS_OPTION
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Run folder to write.")
 @_one_line_errors
 def train(
@@ -245,6 +266,7 @@ def train(
     weights: str,
     device: str,
     augment: bool,
+    labels: Path | None,
     output: Path,
 ) -> None:
     """Train a hash model and learn database codes: writes model.pt, codes.h5, split.json, train.json.
@@ -277,6 +299,7 @@ def train(
         device=device,
         augment=augment,
         checkpoint_every=checkpoint_every,
+        labels=labels,
     )
     _report_skipped([(s["path"], s["error"]) for s in rec["skipped_images"]], "listed in train.json")
     t = rec["times_s"]
@@ -353,6 +376,7 @@ def add(
 @click.option(
     "--allow-model-mismatch", is_flag=True, help="Search even if the model is not the one the codes came from."
 )
+@RERANK_OPTION
 @ON_ERROR_OPTION
 @_one_line_errors
 def query(
@@ -366,9 +390,10 @@ def query(
     html_path: Path | None,
     batch_size: int,
     allow_model_mismatch: bool,
+    rerank: str | None,
     on_error: str,
 ) -> None:
-    """Answer QUERIES against INDEX: write (query, rank, id, path, distance) rows.
+    """Answer QUERIES against INDEX: write (query, rank, id, path, distance, score) rows.
 
     \b
     QUERIES is one of
@@ -376,12 +401,16 @@ def query(
       - a feature cache from 'hashidx features' (its rows, through the --model head);
       - a codes file (codes.h5 layout): searched as is, no model needed.
 
-    The --html gallery frames a result green or red when both classes are known: queries from a
-    feature cache or codes file, or images inside a folder named after one of the model's classes.
+    Results are ordered by Hamming distance, then (queries through the network) re-ranked by uᵀv, in
+    the score column; ties come out by id ascending. The --html gallery frames a result green or red
+    when both classes are known: queries from a feature cache or codes file, or images inside a folder
+    named after one of the model's classes.
     """
     from hashidx.results.query import run_query, write_results
 
-    results = run_query(index_path, query_file, model_path, k, nprobe, batch_size, allow_model_mismatch, on_error)
+    results = run_query(
+        index_path, query_file, model_path, k, nprobe, batch_size, allow_model_mismatch, on_error, rerank
+    )
     write_results(results, output, fmt)
     _report_skipped(results.skipped, "no result rows for them")
     click.echo(f"{output}: {len(results)} results for {len(results.queries)} queries")
@@ -400,12 +429,22 @@ def query(
 @click.option(
     "-k", "ks", type=int, multiple=True, default=(10, 50, 100), show_default=True, help="Cut-offs for mAP@k, P@k."
 )
+@RERANK_OPTION
+@LABELS_OPTION
 @_one_line_errors
-def evaluate(run_dir: Path, split_path: Path | None, ks: tuple[int, ...]) -> None:
-    """Rank the run's database codes for its query images: mAP, mAP@k, P@k, P@H<=2 as JSON (also RUN_DIR/eval.json)."""
-    from hashidx.evaluation.evaluate import evaluate_run
+def evaluate(
+    run_dir: Path, split_path: Path | None, ks: tuple[int, ...], rerank: str | None, labels: Path | None
+) -> None:
+    """Rank the run's database codes for its query images; print the metrics as JSON (also RUN_DIR/eval.json).
 
-    click.echo(json.dumps(evaluate_run(run_dir, split_path, tuple(ks)), indent=2))
+    Tie-aware mAP, mAP@k, P@k (expected values over random orders of tied items), mAP_db_order
+    (ties in database order) and P@H<=2; with multi-label data also NDCG@k, ACG@k and WAP@k.
+    """
+    from hashidx.evaluation.evaluate import evaluate_run
+    from hashidx.results.rerank import DEFAULT_RERANK, parse_rerank
+
+    mode = parse_rerank(DEFAULT_RERANK if rerank is None else rerank)
+    click.echo(json.dumps(evaluate_run(run_dir, split_path, tuple(ks), rerank=mode, labels=labels), indent=2))
 
 
 def _int_list(ctx, param, value: str) -> list[int]:
@@ -443,6 +482,7 @@ def _int_list(ctx, param, value: str) -> list[int]:
 )
 @click.option("--iterations", type=int, default=30, show_default=True, help="Outer iterations T.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Training seed (the split is always seed 0).")
+@LABELS_OPTION
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Report folder.")
 @_one_line_errors
 def bench(
@@ -455,13 +495,24 @@ def bench(
     scaling_views: int,
     iterations: int,
     seed: int,
+    labels: Path | None,
     output: Path,
 ) -> None:
     """Compare methods x code lengths on one split; write report.md, report.json and PNG plots."""
     from hashidx.evaluation.bench import run_bench
 
     report = run_bench(
-        data, output, bits, methods, views, train_pool, scaling_sizes, scaling_views, seed, iterations=iterations
+        data,
+        output,
+        bits,
+        methods,
+        views,
+        train_pool,
+        scaling_sizes,
+        scaling_views,
+        seed,
+        iterations=iterations,
+        labels=labels,
     )
     click.echo(f"{output / 'report.md'}: {len(report['results'])} runs in {report['total_s']:.0f}s")
 

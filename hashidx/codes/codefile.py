@@ -10,6 +10,8 @@ from typing import NamedTuple
 import h5py
 import numpy as np
 
+from hashidx.data.datasets import labels_of
+from hashidx.data.labels import label_names
 from hashidx.errors import HashidxError
 from hashidx.io.atomic import atomic_path
 from hashidx.io.h5 import STR, read_h5, strings
@@ -25,7 +27,7 @@ class CodeFile:
     codes: np.ndarray  # uint8 (n x bits/8)
     ids: np.ndarray  # int64 (n,)
     paths: tuple[str, ...]
-    labels: np.ndarray  # int64 (n,), -1 where unknown
+    labels: np.ndarray  # int64 (n,), -1 where unknown; or uint8 (n x C) multi-hot rows
     bits: int
     method: str
     attrs: dict = field(default_factory=dict)
@@ -36,7 +38,7 @@ class CodeFile:
             f.create_dataset("codes", data=self.codes)
             f.create_dataset("ids", data=self.ids.astype(np.int64))
             f.create_dataset("paths", data=list(self.paths), dtype=STR)
-            f.create_dataset("labels", data=self.labels.astype(np.int64))
+            f.create_dataset("labels", data=labels_of(self.labels))
             if self.files is not None:
                 f.create_dataset("files", data=list(self.files), dtype=STR)
             f.attrs.update(
@@ -66,7 +68,7 @@ class CodeFile:
                 codes,
                 f["ids"][:],
                 strings(f["paths"]),
-                f["labels"][:],
+                labels_of(f["labels"][:]),
                 bits,
                 str(f.attrs["method"]),
                 attrs,
@@ -74,8 +76,18 @@ class CodeFile:
             )
 
 
+def read_ids_codes(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Only the ids and packed codes of a codes file (for re-ranking by id), not its paths or labels."""
+    with read_h5(path, "hashidx-codes", "codes file", "rebuild the index from a codes.h5") as f:
+        ids, codes = f["ids"][:], f["codes"][:]
+    if len(ids) != len(codes) or codes.ndim != 2:
+        raise HashidxError(f"{path}: 'ids' and 'codes' disagree ({len(ids)} vs {codes.shape}); retrain the run")
+    return ids.astype(np.int64), codes
+
+
 class Item(NamedTuple):
-    """A database item as a codes file knows it: stored path, class name, image file (None where unknown)."""
+    """A database item as a codes file knows it: stored path, class name (label names joined by ',' for
+    multi-label items), image file (None where unknown)."""
 
     path: str
     label: str | None
@@ -105,12 +117,13 @@ def items_by_id(path: str | Path, ids: np.ndarray) -> dict[int, Item]:
         found_files = f["files"][unique] if "files" in f else None
         classes = json.loads(f.attrs.get("classes", "[]"))
         root = f.attrs.get("image_root")
+    names = label_names(labels_of(found_labels), classes)
     out = {}
     for i, j in zip(ids.tolist(), inverse.ravel().tolist()):
-        label, name = int(found_labels[j]), found_paths[j].decode()
+        name = found_paths[j].decode()
         if found_files is not None:
             file = Path(found_files[j].decode()) if found_files[j] else None
         else:
             file = Path(root) / name if root else (Path(name) if Path(name).is_absolute() else None)
-        out[int(i)] = Item(name, classes[label] if 0 <= label < len(classes) else None, file)
+        out[int(i)] = Item(name, names[j], file)
     return out

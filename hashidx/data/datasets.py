@@ -18,7 +18,7 @@ class Dataset:
 
     root: Path
     paths: tuple[str, ...]
-    labels: np.ndarray  # int64 (n,), index into classes
+    labels: np.ndarray  # int64 (n,) index into classes, or uint8 (n x C) multi-hot rows over them
     classes: tuple[str, ...]
 
     def __len__(self) -> int:
@@ -30,6 +30,11 @@ class Dataset:
     def subset(self, indices: np.ndarray) -> Dataset:
         """The items at `indices`, same classes."""
         return Dataset(self.root, tuple(self.paths[i] for i in indices), self.labels[indices], self.classes)
+
+
+def labels_of(stored: np.ndarray) -> np.ndarray:
+    """Labels as a file stores them: class indices (int64) or multi-hot rows (uint8)."""
+    return stored.astype(np.uint8) if stored.ndim == 2 else stored.astype(np.int64)
 
 
 def _is_image(p: Path) -> bool:

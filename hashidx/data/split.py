@@ -40,26 +40,64 @@ class Split:
 
 
 def make_split(ds: Dataset, query_fraction: float = 0.2, seed: int = 0) -> Split:
-    """Take round(fraction * class size) queries from each class, at random under `seed`."""
+    """Take round(fraction * class size) queries from each class, at random under `seed`; multi-label data
+    are split by iterative stratification."""
     if not 0.0 < query_fraction < 1.0:
         raise HashidxError(f"query fraction must be between 0 and 1, got {query_fraction}")
     rng = np.random.default_rng(seed)
-    is_query = np.zeros(len(ds), dtype=bool)
-    for k in range(len(ds.classes)):
-        members = np.flatnonzero(ds.labels == k)
-        n_query = int(round(query_fraction * len(members)))
-        if n_query == 0 or n_query == len(members):
-            raise HashidxError(
-                f"class {ds.classes[k]!r} has {len(members)} image(s): too few to split "
-                f"{query_fraction:.0%} off as queries; add images or drop the class"
-            )
-        is_query[rng.choice(members, n_query, replace=False)] = True
+    if ds.labels.ndim == 2:
+        is_query = iterative_stratification(ds.labels, query_fraction, rng)
+        if not 0 < is_query.sum() < len(ds):
+            raise HashidxError(f"{len(ds)} image(s) are too few to split {query_fraction:.0%} off as queries")
+    else:
+        is_query = np.zeros(len(ds), dtype=bool)
+        for k in range(len(ds.classes)):
+            members = np.flatnonzero(ds.labels == k)
+            n_query = int(round(query_fraction * len(members)))
+            if n_query == 0 or n_query == len(members):
+                raise HashidxError(
+                    f"class {ds.classes[k]!r} has {len(members)} image(s): too few to split "
+                    f"{query_fraction:.0%} off as queries; add images or drop the class"
+                )
+            is_query[rng.choice(members, n_query, replace=False)] = True
     return Split(
         seed,
         query_fraction,
         tuple(p for p, q in zip(ds.paths, is_query) if q),
         tuple(p for p, q in zip(ds.paths, is_query) if not q),
     )
+
+
+def iterative_stratification(labels: np.ndarray, query_fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """Query mask of a two-way split of multi-hot rows that keeps each label's query share near the fraction.
+
+    Sechidis, Tsoumakas and Vlahavas (ECML PKDD 2011): the rarest label still unplaced goes first; each of
+    its items joins the side that wants that label most (then the side that wants items most, then at random).
+    """
+    y = labels.astype(bool)
+    share = np.array([query_fraction, 1.0 - query_fraction])
+    want_label = share[:, None] * y.sum(axis=0)[None, :]  # 2 x C
+    want_items = share * len(y)
+    side = np.full(len(y), -1)
+    unplaced = np.ones(len(y), dtype=bool)
+    while unplaced.any():
+        remaining = y[unplaced].sum(axis=0)
+        if not remaining.any():  # items with no label left: fill whichever side wants items
+            for i in rng.permutation(np.flatnonzero(unplaced)):
+                side[i] = int(np.argmax(want_items + rng.random(2) * 1e-9))
+                want_items[side[i]] -= 1
+            break
+        rarest = np.flatnonzero(remaining == remaining[remaining > 0].min())
+        label = int(rng.choice(rarest))
+        for i in rng.permutation(np.flatnonzero(unplaced & y[:, label])):
+            # lexicographic preference: label demand, then item demand, then a coin
+            score = want_label[:, label] * 1e6 + want_items + rng.random(2) * 1e-6
+            j = int(np.argmax(score))
+            side[i] = j
+            unplaced[i] = False
+            want_label[j, y[i]] -= 1
+            want_items[j] -= 1
+    return side == 0
 
 
 def save_split(split: Split, path: str | Path) -> None:

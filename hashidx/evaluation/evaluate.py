@@ -6,8 +6,10 @@ import json
 import time
 from pathlib import Path
 
+from hashidx.codes.binary import pack, sign
 from hashidx.codes.codefile import CodeFile
-from hashidx.data.datasets import load_dataset
+from hashidx.data.datasets import Dataset, load_dataset
+from hashidx.data.labels import read_label_table, relabel
 from hashidx.data.split import load_split
 from hashidx.errors import HashidxError
 from hashidx.evaluation.metrics import retrieval_metrics
@@ -15,8 +17,12 @@ from hashidx.features.cache import FeatureCache
 from hashidx.io.atomic import sha256_file, write_json
 from hashidx.methods.checkpoints import load_checkpoint
 from hashidx.methods.encoder import Encoder
+from hashidx.results.rerank import DEFAULT_RERANK
 
-TIE_RULE = "ties at equal Hamming distance keep database order (stable sort)"
+TIE_RULE = (
+    "tie-aware: expected value over random orders of items with equal ranking keys (McSherry & Najork 2008); "
+    "mAP_db_order breaks ties by Hamming distance in database order"
+)
 
 
 def read_run(run_dir: Path) -> dict:
@@ -33,8 +39,15 @@ def evaluate_run(
     split_path: str | Path | None = None,
     ks: tuple[int, ...] = (10, 50, 100),
     with_curve: bool = False,
+    rerank: str | int = DEFAULT_RERANK,
+    labels: str | Path | None = None,
 ) -> dict:
-    """Metrics (hashidx.evaluation.metrics) of the run's query images against its database codes; saved as eval.json."""
+    """Metrics (hashidx.evaluation.metrics) of the run's query images against its database codes; saved as eval.json.
+
+    The queries pass through the network, so their outputs u can re-rank by uᵀv (`rerank`: none, ties or
+    K′). `labels` (a multi-label table or list) replaces the labels the run was trained with, for queries
+    and database items alike.
+    """
     run_dir = Path(run_dir)
     record = read_run(run_dir)
     split = load_split(split_path or run_dir / "split.json")
@@ -55,24 +68,42 @@ def evaluate_run(
         # A fine-tuned backbone has no feature cache: the query images pass the whole network.
         ds = load_dataset(record["data"])
         query_idx, _ = split.indices(ds)
-        query_codes = encoder.encode_images([ds.absolute(i) for i in query_idx])[0]
-        query_labels = ds.labels[query_idx]
+        query_real = encoder.embed_images([ds.absolute(i) for i in query_idx])[0]
     else:
         cache = FeatureCache.load(record["features"])
         encoder.check_features(cache, record["features"])
-        query_idx, _ = split.indices(cache.dataset)
-        query_codes = encoder.encode_features(cache.features[query_idx])
-        query_labels = cache.dataset.labels[query_idx]
+        ds = cache.dataset
+        query_idx, _ = split.indices(ds)
+        query_real = encoder.embed_features(cache.features[query_idx])
+    query_codes = pack(sign(query_real))
     t_encode = time.perf_counter() - t0
-    out = retrieval_metrics(query_codes, query_labels, db.codes, db.labels, ks, with_curve=with_curve)
+    query_labels, db_labels = ds.labels[query_idx], db.labels
+    labels = labels or record.get("labels")  # a multi-label run is evaluated on the labels it trained with
+    if labels is not None:
+        table = read_label_table(labels)
+        query_labels = relabel(ds.subset(query_idx), table, labels).labels
+        db_labels = relabel(Dataset(ds.root, db.paths, db.labels, ()), table, labels).labels
+    if query_labels.ndim != db_labels.ndim:
+        raise HashidxError(
+            f"{run_dir}: the queries' labels and the codes' labels differ in kind (one multi-label); "
+            "pass --labels FILE to evaluate both with the same annotations"
+        )
+    t0 = time.perf_counter()
+    out = retrieval_metrics(
+        query_codes, query_labels, db.codes, db_labels, ks, with_curve=with_curve, query_real=query_real, rerank=rerank
+    )
+    t_rank = time.perf_counter() - t0
     out.update(
         {
             "bits": db.bits,
             "method": db.method,
             "n_query": len(query_idx),
             "n_database": len(db.codes),
+            "multilabel": bool(db_labels.ndim == 2),
+            "rerank": rerank,
             "tie_rule": TIE_RULE,
             "query_head_s": t_encode,
+            "rank_s": t_rank,
         }
     )
     write_json(run_dir / "eval.json", out)

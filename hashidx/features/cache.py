@@ -9,7 +9,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from hashidx.data.datasets import Dataset
+from hashidx.data.datasets import Dataset, labels_of
 from hashidx.features.backbones import backbone_spec, recorded_layers, weights_label
 from hashidx.io.atomic import atomic_path
 from hashidx.io.h5 import STR, read_h5, strings
@@ -69,9 +69,7 @@ class FeatureCache:
         with read_h5(
             path, "hashidx-features", "feature cache", f"make one with 'hashidx features DATA -o {path}'"
         ) as f:
-            ds = Dataset(
-                Path(f.attrs["root"]), strings(f["paths"]), f["labels"][:].astype(np.int64), strings(f["classes"])
-            )
+            ds = Dataset(Path(f.attrs["root"]), strings(f["paths"]), labels_of(f["labels"][:]), strings(f["classes"]))
             return cls(
                 f["features"][:],
                 ds,

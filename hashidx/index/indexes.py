@@ -90,15 +90,43 @@ def build(
     return index, params
 
 
-def search(index: faiss.IndexBinary, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k (distances, ids) per query, each row ordered by (distance, id); missing slots are id -1."""
+# Most candidates fetched per query to complete the tie shell at the k-th distance.
+TIE_FETCH_LIMIT = 1 << 14
+_NO_ID = np.iinfo(np.int64).max
+
+
+def search(
+    index: faiss.IndexBinary, queries: np.ndarray, k: int, whole_shell: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k (distances, ids) per query ordered by (distance, id), whatever order FAISS found them in.
+
+    Items tied at the k-th distance are all fetched (up to TIE_FETCH_LIMIT candidates), so the ones
+    kept are those with the lowest ids; `whole_shell` keeps them all (rows padded with id -1). An
+    approximate index (IVF, HNSW) orders the items it found the same way. Missing slots are id -1.
+    """
     if index.ntotal == 0:
         raise HashidxError("the index is empty; build it from a codes file with at least one code")
     k = min(k, index.ntotal)
     dist, ids = index.search(queries, k)
-    # Reorder equal distances by id so every index type lists ties the same way.
-    order = np.lexsort((np.where(ids < 0, np.iinfo(np.int64).max, ids), dist), axis=1)
-    return np.take_along_axis(dist, order, 1), np.take_along_axis(ids, order, 1)
+    limit = min(index.ntotal, max(TIE_FETCH_LIMIT, k))
+    while dist.shape[1] < limit:
+        # A row may hide more ties when its last slot is filled and still at its k-th distance.
+        open_rows = (ids[:, -1] >= 0) & (dist[:, -1] == dist[:, k - 1])
+        if not open_rows.any():
+            break
+        width = min(dist.shape[1] * 4, limit)
+        more_d, more_i = index.search(queries[open_rows], width)
+        pad = width - dist.shape[1]
+        dist = np.pad(dist, ((0, 0), (0, pad)), constant_values=np.iinfo(dist.dtype).max)
+        ids = np.pad(ids, ((0, 0), (0, pad)), constant_values=-1)
+        dist[open_rows], ids[open_rows] = more_d, more_i
+    order = np.lexsort((np.where(ids < 0, _NO_ID, ids), np.where(ids < 0, np.iinfo(dist.dtype).max, dist)), axis=1)
+    dist, ids = np.take_along_axis(dist, order, 1), np.take_along_axis(ids, order, 1)
+    if not whole_shell:
+        return dist[:, :k], ids[:, :k]
+    keep = (dist <= dist[:, k - 1 : k]) & (ids >= 0)
+    width = max(k, int(keep.sum(axis=1).max()))
+    return np.where(keep, dist, -1)[:, :width], np.where(keep, ids, -1)[:, :width]
 
 
 def build_file(

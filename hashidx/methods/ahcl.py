@@ -69,7 +69,7 @@ def train_ahcl(
         t0 = time.perf_counter()
         sample = rng.choice(len(pool), m, replace=False)  # positions within the pool
         omega = pool[sample]  # database rows of Ω
-        sim = similarity(labels[omega], labels, n_classes)
+        sim = similarity(labels[omega], labels, n_classes, config.multilabel_similarity == "jaccard")
         groups = row_groups(v, sim.row_keys())  # shared by the targets and the V step: V is unchanged between them
         targets = pair_targets(v, sim, quant=v[omega], groups=groups)
         u_omega, losses = network_epochs(net, sample, targets_all[omega], targets, config, rng)

@@ -65,19 +65,30 @@ class Encoder:
                 "on these features"
             )
 
+    def embed_features(self, features: np.ndarray) -> np.ndarray:
+        """The network's real-valued outputs F(x) for backbone features (u = tanh(·) for a hash head)."""
+        embed: Any = self.head.embed  # HashHead and LinearHash both have it
+        return np.asarray(embed(features.astype(np.float32)))
+
     def encode_features(self, features: np.ndarray) -> np.ndarray:
         """Packed codes sgn(F(x)) for backbone features."""
-        embed: Any = self.head.embed  # HashHead and LinearHash both have it
-        return pack(sign(embed(features.astype(np.float32))))
+        return pack(sign(self.embed_features(features)))
 
     def encode_images(
         self, paths: Sequence[Path], batch_size: int = 8, on_error: str = "fail"
     ) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str]]]:
         """Packed codes for image files (every image passes the backbone and the head), the positions
         they are for, and (position, reason) of images left out by on_error="skip"."""
+        u, kept, skipped = self.embed_images(paths, batch_size, on_error)
+        return pack(sign(u)), kept, skipped
+
+    def embed_images(
+        self, paths: Sequence[Path], batch_size: int = 8, on_error: str = "fail"
+    ) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str]]]:
+        """`encode_images` before the sign: real-valued outputs, kept positions, skipped (position, reason)."""
         if self.finetuned:
             pixels, kept, skipped = load_crops(paths, on_error, desc="encode images")
-            return pack(sign(embed_images(self.head, pixels))), np.asarray(kept, dtype=np.int64), skipped
+            return embed_images(self.head, pixels), np.asarray(kept, dtype=np.int64), skipped
         spec = backbone_spec(self.config["backbone"])
         if self.layers != spec.layers:
             raise HashidxError(
@@ -95,13 +106,20 @@ class Encoder:
             desc="encode images",
             on_error=on_error,
         )
-        return self.encode_features(state.features), state.kept, state.skipped
+        return self.embed_features(state.features), state.kept, state.skipped
 
     def encode_named(
         self, items: Sequence[tuple[str, Path]], source: str | Path, batch_size: int = 8, on_error: str = "fail"
     ) -> tuple[list[str], np.ndarray, list[tuple[str, str]]]:
-        """(names, codes, skipped (name, reason)) for named image files; refuses when none could be read."""
-        codes, kept, skipped = self.encode_images([p for _, p in items], batch_size, on_error)
+        """(names, packed codes, skipped (name, reason)) for named image files; refuses when none could be read."""
+        names, u, skipped = self.embed_named(items, source, batch_size, on_error)
+        return names, pack(sign(u)), skipped
+
+    def embed_named(
+        self, items: Sequence[tuple[str, Path]], source: str | Path, batch_size: int = 8, on_error: str = "fail"
+    ) -> tuple[list[str], np.ndarray, list[tuple[str, str]]]:
+        """`encode_named` before the sign: the real-valued outputs instead of codes."""
+        u, kept, skipped = self.embed_images([p for _, p in items], batch_size, on_error)
         if len(kept) == 0:
             raise HashidxError(f"{source}: none of the images could be read; first: {skipped[0][1]}")
-        return [items[i][0] for i in kept], codes, [(items[i][0], reason) for i, reason in skipped]
+        return [items[i][0] for i in kept], u, [(items[i][0], reason) for i, reason in skipped]

@@ -14,7 +14,7 @@ import numpy as np
 from hashidx.codes.binary import pack
 from hashidx.codes.codefile import CodeFile
 from hashidx.data.datasets import load_dataset
-from hashidx.data.labels import read_labels
+from hashidx.data.labels import read_label_table, read_labels, relabel
 from hashidx.data.split import Split, load_split, make_split, save_split
 from hashidx.errors import HashidxError
 from hashidx.features.backbones import DEFAULT_BACKBONE, backbone_spec, weights_label
@@ -112,8 +112,12 @@ def train_run(
     device: str = "auto",
     augment: bool = False,
     checkpoint_every: int = 1,
+    labels: str | Path | None = None,
 ) -> dict:
     """Train `method` and write the run folder; returns the train.json record.
+
+    `labels` (a multi-label table or `path<TAB>label1,label2` list) replaces the class-folder labels of
+    DATA's images: similar pairs share a label, and the split is stratified over the label sets.
 
     `labels_only` (AHCL only) names a labels file of extra database items with no pixels: they get
     solver-learned codes after the split's database images, and ids that continue theirs.
@@ -124,6 +128,8 @@ def train_run(
     """
     if method not in METHODS:
         raise HashidxError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if labels_only is not None and labels is not None:
+        raise HashidxError("--labels-only takes single-label items; it cannot be combined with --labels yet")
     if labels_only is not None and method != "ahcl":
         raise HashidxError(f"--labels-only needs --method ahcl: {method} codes a database item from its pixels")
     if bits <= 0 or bits % 8:
@@ -146,6 +152,8 @@ def train_run(
             source, out, backbone, image_size, views, batch_size, on_error, resume, weights
         )
         ds = cache.dataset
+    if labels is not None:
+        ds = relabel(ds, read_label_table(labels), labels)
     t_features = time.perf_counter() - t0
     # The split has its own seed so that changing the training seed keeps the evaluation protocol.
     split: Split = load_split(split_path) if split_path else make_split(ds, query_fraction, split_seed)
@@ -177,6 +185,7 @@ def train_run(
             "feature_dim": spec.feature_dim,
             "layers": spec.layers,
             "classes": list(ds.classes),
+            "multilabel": ds.labels.ndim == 2,
             "finetune": True,
             "weights": weights_label(spec, weights),
             "augment": augment,
@@ -206,6 +215,7 @@ def train_run(
             "layers": cache.layers,
             "feature_dim": int(cache.features.shape[1]),
             "classes": list(ds.classes),
+            "multilabel": ds.labels.ndim == 2,
             "hidden": config.hidden,
             "dropout": config.dropout,
             "feature_normalisation": "standardise with the training pool's mean/std (buffers in state_dict)",
@@ -222,6 +232,7 @@ def train_run(
             "split": sha256_file(out / "split.json"),
             "pool": pool.tolist(),
             "labels_only": None if labels_only is None else sha256_file(labels_only),
+            "labels": None if labels is None else sha256_file(labels),
         }
     )
     if checkpoint_every < 1:
@@ -292,6 +303,7 @@ def train_run(
             "n_query": len(query_idx),
             "n_database": len(db_idx),
         },
+        "labels": None if labels is None else str(Path(labels).resolve()),
         "labels_only": None
         if labels_only is None
         else {"file": str(labels_only), "items": len(db_labels) - len(db_idx)},

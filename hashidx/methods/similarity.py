@@ -87,18 +87,23 @@ class LabelSimilarity:
 class MultiLabelSimilarity:
     """Multi-hot S in column blocks of at most `block_entries` entries: O(m·n·C) time, O(block) memory.
 
-    Two items are similar when they share any label. Building it makes one pass over the blocks to
-    count similar pairs per sampled row (for r and Σ_j S_ij²); each product makes one more.
+    Two items are similar (A_ij = 1) when they share any label; `graded` makes A_ij the Jaccard index
+    of their label sets instead. S = (1+r)A − r with r = ΣA / Σ(1−A). Building it makes one pass over
+    the blocks for r and Σ_j S_ij²; each product makes one more.
     """
 
-    def __init__(self, rows: np.ndarray, cols: np.ndarray, block_entries: int = BLOCK_ENTRIES):
+    def __init__(self, rows: np.ndarray, cols: np.ndarray, block_entries: int = BLOCK_ENTRIES, graded: bool = False):
         self.rows = np.asarray(rows, dtype=np.float32)
         self.cols = np.asarray(cols, dtype=np.float32)
+        self.graded = graded
         self.chunk = max(1, block_entries // max(1, len(self.rows)))
-        self.row_similar = np.zeros(len(self.rows), dtype=np.float64)
+        self.row_sum = np.zeros(len(self.rows), dtype=np.float64)
+        self.row_sq = np.zeros(len(self.rows), dtype=np.float64)
         for lo in range(0, len(self.cols), self.chunk):
-            self.row_similar += self._hard(slice(lo, lo + self.chunk)).sum(axis=1)
-        self.r = _soft_ratio(float(self.row_similar.sum()), float(len(self.rows)) * len(self.cols))
+            a = self._hard(slice(lo, lo + self.chunk))
+            self.row_sum += a.sum(axis=1)
+            self.row_sq += (a * a).sum(axis=1)
+        self.r = _soft_ratio(float(self.row_sum.sum()), float(len(self.rows)) * len(self.cols))
         self._keys: np.ndarray | None = None
 
     @property
@@ -106,8 +111,14 @@ class MultiLabelSimilarity:
         return len(self.rows), len(self.cols)
 
     def _hard(self, cols) -> np.ndarray:
-        """The 0/1 similarity A[:, cols] (m x |cols|, float64); S = (1+r)A − r."""
-        return (self.rows @ self.cols[cols].T > 0).astype(np.float64)
+        """A[:, cols] (m x |cols|, float64): 0/1, or the Jaccard index when graded; S = (1+r)A − r."""
+        shared = (self.rows @ self.cols[cols].T).astype(np.float64)  # small integers: exact in float32
+        if not self.graded:
+            return (shared > 0).astype(np.float64)
+        union = (
+            self.rows.sum(axis=1, dtype=np.float64)[:, None] + self.cols[cols].sum(axis=1, dtype=np.float64) - shared
+        )
+        return np.divide(shared, union, out=np.zeros(shared.shape, dtype=np.float64), where=union > 0)
 
     def row_keys(self) -> np.ndarray:
         if self._keys is None:
@@ -130,7 +141,7 @@ class MultiLabelSimilarity:
         return (1 + self.r) * out - self.r * total
 
     def row_square_sums(self) -> np.ndarray:
-        return self.row_similar + self.r**2 * (len(self.cols) - self.row_similar)
+        return (1 + self.r) ** 2 * self.row_sq - 2 * self.r * (1 + self.r) * self.row_sum + self.r**2 * len(self.cols)
 
     def dense(self) -> np.ndarray:
         return (1 + self.r) * self._hard(slice(None)) - self.r
@@ -139,8 +150,14 @@ class MultiLabelSimilarity:
 class DenseSimilarity:
     """S held as an m x n matrix: the reference the scalable classes are tested against."""
 
-    def __init__(self, rows: np.ndarray, cols: np.ndarray):
-        s = (np.asarray(rows, dtype=np.float64) @ np.asarray(cols, dtype=np.float64).T > 0).astype(np.float64)
+    def __init__(self, rows: np.ndarray, cols: np.ndarray, graded: bool = False):
+        rows, cols = np.asarray(rows, dtype=np.float64), np.asarray(cols, dtype=np.float64)
+        shared = rows @ cols.T
+        if graded:  # Jaccard: shared / union
+            union = rows.sum(axis=1)[:, None] + cols.sum(axis=1)[None, :] - shared
+            s = np.where(union > 0, shared / np.maximum(union, 1), 0.0)
+        else:
+            s = (shared > 0).astype(np.float64)
         self.r = _soft_ratio(s.sum(), s.size)
         self.s = (1 + self.r) * s - self.r
 
@@ -210,8 +227,11 @@ def one_hot(labels: np.ndarray, n_classes: int) -> np.ndarray:
     return out
 
 
-def similarity(rows: np.ndarray, cols: np.ndarray, n_classes: int) -> LabelSimilarity | MultiLabelSimilarity:
-    """The scalable S for these labels: integer labels (n,) use label algebra, multi-hot (n x C) column blocks."""
+def similarity(
+    rows: np.ndarray, cols: np.ndarray, n_classes: int, graded: bool = False
+) -> LabelSimilarity | MultiLabelSimilarity:
+    """The scalable S for these labels: integer labels (n,) use label algebra, multi-hot (n x C) column
+    blocks (`graded`: Jaccard of the label sets rather than 'shares a label')."""
     if cols.ndim == 1:
         return LabelSimilarity(rows, cols, n_classes)
-    return MultiLabelSimilarity(rows, cols)
+    return MultiLabelSimilarity(rows, cols, graded=graded)

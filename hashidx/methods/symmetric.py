@@ -41,7 +41,7 @@ def train_symmetric(
     label_t = label_targets(labels)
     everyone = np.arange(len(labels))
     u_memory = net.embed(everyone).astype(np.float64)
-    sim = similarity(labels, labels, n_classes)
+    sim = similarity(labels, labels, n_classes, config.multilabel_similarity == "jaccard")
     opt, sched = net.trainer()
     start, log, saved = resume_point(checkpointing, net.module, opt, sched, rng)
     u_memory = saved.get("u_memory", u_memory)

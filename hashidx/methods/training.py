@@ -33,10 +33,20 @@ class TrainConfig:
     weight_decay: float = 5e-4
     lr_steps: tuple[int, ...] = (10, 20)
     gamma: float = 20.0  # semantic (cross-entropy) weight
+    # Multi-label data only: pair similarity "share" (any shared label) or "jaccard" (graded), and the
+    # semantic loss "softmax" (cross-entropy on the label set spread evenly) or "bce" (one sigmoid per label).
+    multilabel_similarity: str = "jaccard"
+    multilabel_loss: str = "softmax"
     lam: float = 200.0  # quantization weight
     hidden: int = 1024
     dropout: float = 0.5
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.multilabel_similarity not in ("share", "jaccard"):
+            raise ValueError(f"multilabel_similarity {self.multilabel_similarity!r}: use share or jaccard")
+        if self.multilabel_loss not in ("softmax", "bce"):
+            raise ValueError(f"multilabel_loss {self.multilabel_loss!r}: use softmax or bce")
 
     def to_json(self) -> dict:
         return {**asdict(self), "lr_steps": list(self.lr_steps)}
@@ -284,7 +294,10 @@ def network_epochs(
             quant_target = torch.where(u >= 0, 1.0, -1.0).double() if targets.quant is None else targets.quant[rows_t]
             pair = pairwise_loss(u, targets.ttt, targets.st[rows_t], targets.s_sq[rows_t]) / scale
             quant = config.lam * ((quant_target - u.double()) ** 2).sum() / scale
-            semantic = F.cross_entropy(logits, labels[rows_t])
+            if labels.ndim == 2 and config.multilabel_loss == "bce":
+                semantic = F.binary_cross_entropy_with_logits(logits, (labels[rows_t] > 0).to(logits.dtype))
+            else:
+                semantic = F.cross_entropy(logits, labels[rows_t])
             loss = pair + quant + config.gamma * semantic
             opt.zero_grad()
             loss.backward()

@@ -44,6 +44,9 @@ def gallery_data(results: Results, title: str) -> dict:
         files.setdefault(k, file)
         return k
 
+    def shares(a: str, b: str) -> bool:  # multi-label names come joined by ','
+        return bool(set(a.split(",")) & set(b.split(",")))
+
     queries = []
     for qi, name in enumerate(results.queries):
         qlabel = results.query_labels[qi] if qi < len(results.query_labels) else None
@@ -53,7 +56,7 @@ def gallery_data(results: Results, title: str) -> dict:
             if i < 0:
                 continue
             label = results.labels.get(i)
-            verdict = "unknown" if qlabel is None or label is None else ("match" if label == qlabel else "miss")
+            verdict = "unknown" if qlabel is None or label is None else ("match" if shares(label, qlabel) else "miss")
             hits.append(
                 {
                     "id": i,

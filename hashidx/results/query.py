@@ -11,14 +11,18 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from hashidx.codes.codefile import CodeFile, Item, items_by_id
+from hashidx.codes.binary import pack, sign
+from hashidx.codes.codefile import CodeFile, Item, items_by_id, read_ids_codes
+from hashidx.data.labels import label_names
 from hashidx.data.queryfile import read_query_file
 from hashidx.errors import HashidxError
 from hashidx.index import indexes as idx
 from hashidx.index.indexes import check_model
 from hashidx.io.atomic import atomic_path, sha256_file
+from hashidx.results.rerank import DEFAULT_RERANK, candidates_for, parse_rerank
+from hashidx.results.rerank import rerank as rerank_candidates
 
-RESULT_FIELDS = ("query", "rank", "id", "path", "distance")
+RESULT_FIELDS = ("query", "rank", "id", "path", "distance", "score")
 
 
 @dataclass
@@ -34,16 +38,21 @@ class Results:
     files: dict[int, Path] = field(default_factory=dict)  # id → image file, where the codes file knows it
     query_files: list[Path | None] = field(default_factory=list)  # each query's image file, where known
     query_labels: list[str | None] = field(default_factory=list)  # each query's class name, where known
+    scores: np.ndarray | None = None  # float (q x k): uᵀv where the results were re-ranked, else None
+    rerank: str | int = "none"
 
     def __len__(self) -> int:
         return int((self.ids >= 0).sum())
 
-    def rows(self) -> Iterator[tuple[str, int, int, str, int]]:
-        """(query, rank, id, path, distance) in RESULT_FIELDS order."""
-        for name, drow, irow in zip(self.queries, self.distances.tolist(), self.ids.tolist()):
-            for rank, (d, i) in enumerate(zip(drow, irow), 1):
+    def rows(self) -> Iterator[tuple[str, int, int, str, int, float | None]]:
+        """(query, rank, id, path, distance, score) in RESULT_FIELDS order; score None when not re-ranked."""
+        scores = (
+            self.scores.round(6).tolist() if self.scores is not None else [[None] * self.ids.shape[1]] * len(self.ids)
+        )
+        for name, drow, irow, srow in zip(self.queries, self.distances.tolist(), self.ids.tolist(), scores):
+            for rank, (d, i, s) in enumerate(zip(drow, irow, srow), 1):
                 if i >= 0:
-                    yield name, rank, i, self.paths.get(i, ""), d
+                    yield name, rank, i, self.paths.get(i, ""), d, s
 
 
 QUERY_BATCH = 4096  # queries per FAISS search call (and per result block)
@@ -72,10 +81,7 @@ class QuerySet:
     skipped: list[tuple[str, str]]
     files: list[Path | None]
     labels: list[str | None]
-
-
-def _class_names(labels: np.ndarray, classes: list[str] | tuple[str, ...]) -> list[str | None]:
-    return [classes[i] if 0 <= i < len(classes) else None for i in np.asarray(labels).tolist()]
+    real: np.ndarray | None = None  # the network's outputs u (q x bits), where the queries passed it
 
 
 def query_codes(
@@ -107,7 +113,7 @@ def query_codes(
             cf.codes,
             [],
             [Path(root) / p if root else None for p in cf.paths],
-            _class_names(cf.labels, json.loads(cf.attrs.get("classes", "[]"))),
+            label_names(cf.labels, json.loads(cf.attrs.get("classes", "[]"))),
         )
     if model_path is None:
         raise HashidxError(
@@ -125,27 +131,25 @@ def query_codes(
         cache = FeatureCache.load(query_file)
         encoder.check_features(cache, query_file)
         ds = cache.dataset
+        u = encoder.embed_features(cache.features)
         return QuerySet(
-            list(ds.paths),
-            encoder.encode_features(cache.features),
-            [],
-            [ds.root / p for p in ds.paths],
-            _class_names(ds.labels, ds.classes),
+            list(ds.paths), pack(sign(u)), [], [ds.root / p for p in ds.paths], label_names(ds.labels, ds.classes), u
         )
     if kind is not None:
         raise HashidxError(
             f"{query_file}: HDF5 of kind {kind!r}; query with an image list, a feature cache or a codes file"
         )
     items = read_query_file(query_file)
-    names, codes, skipped = encoder.encode_named(items, query_file, batch_size, on_error)
+    names, u, skipped = encoder.embed_named(items, query_file, batch_size, on_error)
     files = dict(items)
     classes = set(config.get("classes", []))
     return QuerySet(
         names,
-        codes,
+        pack(sign(u)),
         skipped,
         [files[n] for n in names],
         [files[n].parent.name if files[n].parent.name in classes else None for n in names],
+        u,
     )
 
 
@@ -158,8 +162,13 @@ def run_query(
     batch_size: int = 8,
     allow_model_mismatch: bool = False,
     on_error: str = "fail",
+    rerank: str | int | None = None,
 ) -> Results:
-    """Encode the queries (unless they are codes already) and search the index; k results per query."""
+    """Encode the queries (unless they are codes already) and search the index; k results per query.
+
+    Queries that pass the network are re-ranked by uᵀv (`rerank`: none, ties or K′; default
+    DEFAULT_RERANK); codes queries have no u and keep the Hamming order. Ties come out by id.
+    """
     if k < 1:
         raise HashidxError(f"-k {k}: ask for at least one result")
     index, sidecar = idx.load(index_path)
@@ -168,10 +177,28 @@ def run_query(
     qs = query_codes(
         query_file, model_path, sidecar["bits"], sidecar.get("model_sha256"), batch_size, allow_model_mismatch, on_error
     )
+    if qs.real is None and rerank not in (None, "none"):
+        raise HashidxError(
+            f"{query_file}: --rerank needs the queries' network outputs; codes queries have none "
+            "(query with images or a feature cache, or use --rerank none)"
+        )
+    mode = "none" if qs.real is None else parse_rerank(DEFAULT_RERANK if rerank is None else rerank)
     if nprobe is not None:
         idx.set_nprobe(index, nprobe)
-    blocks = [idx.search(index, qs.codes[lo : lo + QUERY_BATCH], k) for lo in range(0, len(qs.codes), QUERY_BATCH)]
-    dist, ids = np.concatenate([d for d, _ in blocks]), np.concatenate([i for _, i in blocks])
+    table = None if mode == "none" else _code_table(index_path, sidecar)
+    blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []
+    for lo in range(0, len(qs.codes), QUERY_BATCH):
+        block = qs.codes[lo : lo + QUERY_BATCH]
+        if table is None:
+            blocks.append((*idx.search(index, block, k), None))
+            continue
+        assert qs.real is not None
+        dist, ids = idx.search(index, block, candidates_for(k, mode), whole_shell=True)
+        table_ids, table_codes = table
+        rows = np.searchsorted(table_ids, np.where(ids < 0, table_ids[0], ids))
+        blocks.append(rerank_candidates(dist, ids, table_codes[rows], qs.real[lo : lo + QUERY_BATCH], k, mode))
+    dist, ids = np.concatenate([b[0] for b in blocks]), np.concatenate([b[1] for b in blocks])
+    scores = None if table is None else np.concatenate([b[2] for b in blocks])
     items = _items_by_id(index_path, sidecar, ids)
     return Results(
         qs.names,
@@ -183,7 +210,18 @@ def run_query(
         {i: it.file for i, it in items.items() if it.file is not None},
         qs.files,
         qs.labels,
+        scores,
+        mode,
     )
+
+
+def _code_table(index_path: str | Path, sidecar: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Every indexed item's (ids, packed codes), sorted by id: what re-ranking reads candidates' codes from."""
+    parts = [read_ids_codes(p) for p in idx.code_files_of(index_path, sidecar) if p.is_file()]
+    ids = np.concatenate([i for i, _ in parts])
+    codes = np.concatenate([c for _, c in parts])
+    order = np.argsort(ids, kind="stable")
+    return ids[order], codes[order]
 
 
 def _items_by_id(index_path: str | Path, sidecar: dict, ids: np.ndarray) -> dict[int, Item]:

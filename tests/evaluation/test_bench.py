@@ -43,7 +43,7 @@ def test_bench_on_a_slice(ucmd_slice, tmp_path):
         assert r["pr_curve"]["recall"] == sorted(r["pr_curve"]["recall"])
     assert [s["n"] for s in report["scaling"]] == [40, 60, 80]
     assert all(s["ahcl_images"] == 40 and s["symmetric_images"] == s["n"] for s in report["scaling"])
-    assert report["split"]["n_query"] == 20 and "stable sort" in report["tie_rule"]
+    assert report["split"]["n_query"] == 20 and "tie-aware" in report["tie_rule"]
     assert report["machine"]["cpus"] >= 1 and report["versions"]["faiss"]
     md = (out / "report.md").read_text()
     for png in ("map_vs_bits.png", "pr_curves.png", "precision_at_k.png", "encoding_vs_n.png"):

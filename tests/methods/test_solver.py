@@ -102,16 +102,17 @@ def _multi_hot(rng, n, classes):
     return y.astype(np.uint8)
 
 
+@pytest.mark.parametrize("graded", [False, True])
 @pytest.mark.parametrize("block_entries", [1, 7, 64, 1 << 20])
-def test_multi_label_column_blocks_match_dense_similarity(block_entries):
+def test_multi_label_column_blocks_match_dense_similarity(block_entries, graded):
     rng = np.random.default_rng(block_entries)
     n, m, bits, classes = 45, 12, 8, 6
     y = _multi_hot(rng, n, classes)
     omega = rng.choice(n, m, replace=False)
     u = np.tanh(rng.normal(size=(m, bits)))
     v = np.where(rng.normal(size=(n, bits)) >= 0, 1, -1).astype(np.int8)
-    fast = MultiLabelSimilarity(y[omega], y, block_entries=block_entries)
-    dense = DenseSimilarity(y[omega], y)
+    fast = MultiLabelSimilarity(y[omega], y, block_entries=block_entries, graded=graded)
+    dense = DenseSimilarity(y[omega], y, graded=graded)
     _same_products(fast, dense, u, v)
     for _ in range(3):  # the codes stay identical over repeated sweeps, not just the first
         v_fast, v_dense = update_codes(v, u, omega, fast, 200.0), update_codes(v, u, omega, dense, 200.0)
@@ -195,6 +196,15 @@ def test_train_ahcl_on_multi_hot_labels():
     dist = (16 - v.astype(np.int64) @ v.T) // 2
     share = (y.astype(np.int64) @ y.T) > 0
     assert dist[share].mean() < dist[~share].mean()
+
+
+def test_graded_similarity_is_the_jaccard_index_in_soft_form():
+    y = np.array([[1, 1, 0], [1, 0, 0], [0, 0, 1]], dtype=np.uint8)
+    sim = MultiLabelSimilarity(y[:1], y, graded=True)
+    a = np.array([[1.0, 0.5, 0.0]])  # {0,1} vs {0,1}, {0}, {2}
+    r = a.sum() / (1 - a).sum()
+    np.testing.assert_allclose(sim.r, r)
+    np.testing.assert_allclose(sim.dense(), (1 + r) * a - r)
 
 
 def test_pairwise_loss_without_batch_by_n_product_matches_direct_sum():

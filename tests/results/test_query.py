@@ -1,4 +1,5 @@
-"""Batch queries: codes, features and image lists give the same ranked results; a codes query never imports torch."""
+"""Batch queries: codes, features and image lists give the same ranked results, ties by id, re-ranked by uᵀv
+where the queries pass the network; a codes query never imports torch."""
 
 import json
 import subprocess
@@ -7,8 +8,14 @@ import sys
 import numpy as np
 import pytest
 
+from hashidx.codes.binary import hamming, pack, sign
 from hashidx.codes.codefile import CodeFile
-from hashidx.index.indexes import build_file
+from hashidx.errors import HashidxError
+from hashidx.evaluation.metrics import asymmetric_scores
+from hashidx.features.cache import FeatureCache
+from hashidx.index.indexes import build, build_file, search
+from hashidx.methods.checkpoints import load_checkpoint
+from hashidx.methods.encoder import Encoder
 from hashidx.methods.runs import train_run
 from hashidx.results.query import run_query, write_results
 
@@ -48,7 +55,7 @@ def test_results_files_tsv_and_jsonl(indexed, tmp_path):
     write_results(res, tmp_path / "r.jsonl", "jsonl")
     tsv = (tmp_path / "r.tsv").read_text().splitlines()
     jsonl = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
-    assert tsv[0] == "query\trank\tid\tpath\tdistance" and len(tsv) == 1 + len(jsonl) == 1 + 3 * len(res.queries)
+    assert tsv[0] == "query\trank\tid\tpath\tdistance\tscore" and len(tsv) == 1 + len(jsonl) == 1 + 3 * len(res.queries)
     first = tsv[1].split("\t")
     assert first == [
         jsonl[0]["query"],
@@ -56,7 +63,55 @@ def test_results_files_tsv_and_jsonl(indexed, tmp_path):
         str(jsonl[0]["id"]),
         jsonl[0]["path"],
         str(jsonl[0]["distance"]),
+        "",  # codes queries have no network outputs: not re-ranked, no score
     ]
+    assert jsonl[0]["score"] is None and res.rerank == "none"
+
+
+def _brute_force(db_codes, q_codes, k):
+    dist = hamming(q_codes, db_codes)
+    order = np.lexsort((np.broadcast_to(np.arange(dist.shape[1]), dist.shape), dist), axis=1)[:, :k]
+    return np.take_along_axis(dist, order, 1), order
+
+
+@pytest.mark.parametrize("index_type", ["flat", "ivf", "hnsw"])
+def test_ties_come_out_by_id_whatever_the_insertion_order(indexed, tmp_path, index_type):
+    """The learned codes tie by the dozen; the k kept from the k-th distance's shell are the lowest ids."""
+    db = CodeFile.load(indexed / "run" / "codes.h5")
+    perm = np.random.default_rng(0).permutation(len(db.ids))
+    index, _ = build(db.codes[perm], db.ids[perm], index_type, nlist=2, nprobe=2)
+    dist, ids = search(index, db.codes, 7)
+    want_d, want_i = _brute_force(db.codes, db.codes, 7)
+    assert (dist == want_d).all() and (ids == want_i).all()
+    wide_d, wide_i = search(index, db.codes, 7, whole_shell=True)
+    shell = hamming(db.codes, db.codes) <= want_d[:, -1:]
+    assert ((wide_i >= 0).sum(axis=1) == shell.sum(axis=1)).all()  # the whole shell at the 7th distance
+
+
+def test_feature_queries_are_reranked_by_the_asymmetric_score(indexed, ucmd_features):
+    """With --rerank K′ the top k are the K′-shell's candidates by uᵀv; with ties, uᵀv orders equal distances."""
+    head, config = load_checkpoint(indexed / "run" / "model.pt")
+    cache = FeatureCache.load(ucmd_features)
+    u = Encoder(head, config).embed_features(cache.features)
+    db = CodeFile.load(indexed / "run" / "codes.h5")
+    dist = hamming(pack(sign(u)), db.codes)
+    scores = asymmetric_scores(u, db.codes)
+    ids = np.broadcast_to(np.arange(len(db.ids)), dist.shape)
+    for mode in ("ties", 30):
+        res = run_query(indexed / "db.faiss", ucmd_features, indexed / "run" / "model.pt", k=5, rerank=mode)
+        if mode == "ties":
+            want = np.lexsort((ids, -scores, dist), axis=1)[:, :5]
+        else:
+            radius = np.sort(dist, axis=1)[:, 29:30]
+            want = np.lexsort((ids, np.where(dist <= radius, -scores, np.inf)), axis=1)[:, :5]
+        assert (res.ids == want).all() and res.rerank == mode
+        np.testing.assert_allclose(res.scores, np.take_along_axis(scores, want, 1), atol=1e-5)
+        assert (res.distances == np.take_along_axis(dist, want, 1)).all()  # the distance column stays Hamming
+
+
+def test_a_codes_query_cannot_be_reranked(indexed):
+    with pytest.raises(HashidxError, match="--rerank needs the queries' network outputs"):
+        run_query(indexed / "db.faiss", indexed / "run" / "codes.h5", k=3, rerank="ties")
 
 
 def test_a_codes_query_never_imports_torch(indexed, tmp_path):
@@ -84,4 +139,4 @@ def test_a_codes_query_never_imports_torch(indexed, tmp_path):
         text=True,
     )
     assert out.returncode == 0, out.stderr
-    assert np.loadtxt(tmp_path / "r.tsv", dtype=str, delimiter="\t", skiprows=1).shape[1] == 5
+    assert np.loadtxt(tmp_path / "r.tsv", dtype=str, delimiter="\t", skiprows=1).shape[1] == 6

@@ -1,0 +1,58 @@
+"""Asymmetric re-ranking of Hamming candidates by uᵀv: the query's real outputs against database codes.
+
+uᵀv is what AHCL's loss fits to c·S, so it orders items that Hamming distance ties, and (over the K′
+nearest) weighs each differing bit by how sure the network was of it. Modes match the evaluation's
+(`hashidx.evaluation.metrics.ranking_keys`): "none", "ties", or an integer K′.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hashidx.codes.binary import unpack
+from hashidx.errors import HashidxError
+
+_NO_ID = np.iinfo(np.int64).max
+# The K′ nearest by Hamming re-ranked by uᵀv: chosen on validation splits carved from the UC Merced
+# database (benchmarks/validate_ucmd.py --rerank; docs/choices-measured.md).
+DEFAULT_RERANK: str | int = 400
+
+
+def parse_rerank(value: str | int) -> str | int:
+    """none, ties, or K′ (a positive integer) from a command-line value."""
+    if isinstance(value, int) or str(value).isdigit():
+        k_prime = int(value)
+        if k_prime < 1:
+            raise HashidxError(f"--rerank {value}: K′ must be a positive number of candidates")
+        return k_prime
+    if value not in ("none", "ties"):
+        raise HashidxError(f"--rerank {value!r}: use none, ties, or a number K′ of Hamming candidates to re-rank")
+    return str(value)
+
+
+def candidates_for(k: int, mode: str | int) -> int:
+    """How many Hamming neighbours (plus their tie shell) the re-ranking needs for k results."""
+    return max(k, int(mode)) if not isinstance(mode, str) else k
+
+
+def rerank(
+    dist: np.ndarray, ids: np.ndarray, codes: np.ndarray, query_real: np.ndarray, k: int, mode: str | int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The top k of each row of candidates (id −1 = empty), re-ranked by uᵀv: (distances, ids, scores).
+
+    `codes` are the candidates' packed codes (q x width x bytes). "ties": by (distance, −score, id).
+    K′: every candidate by (−score, id); pass the K′ nearest and their whole tie shell.
+    """
+    v = unpack(codes.reshape(-1, codes.shape[-1]), query_real.shape[1]).reshape(*ids.shape, -1)
+    scores = np.einsum("qc,qwc->qw", query_real.astype(np.float64), v.astype(np.float64))
+    empty = ids < 0
+    id_key = np.where(empty, _NO_ID, ids)
+    score_key = np.where(empty, np.inf, -scores)
+    if mode == "ties":
+        order = np.lexsort((id_key, score_key, np.where(empty, np.iinfo(dist.dtype).max, dist)), axis=1)
+    else:
+        order = np.lexsort((id_key, score_key), axis=1)
+    order = order[:, :k]
+    take = np.take_along_axis
+    out_ids = take(ids, order, 1)
+    return take(dist, order, 1), out_ids, np.where(out_ids < 0, np.nan, take(scores, order, 1))
