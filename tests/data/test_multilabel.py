@@ -25,7 +25,7 @@ def test_reads_the_uc_merced_table():
     table = read_label_table(TABLE)
     assert len(table.classes) == 17 and table.classes[0] == "airplane" and len(table.names) == 2100
     assert table.matrix.dtype == np.uint8 and set(np.unique(table.matrix)) == {0, 1}
-    assert 1 <= table.matrix.sum(axis=1).min() and table.matrix.sum(axis=1).max() <= 7
+    assert table.matrix.sum(axis=1).min() >= 1 and table.matrix.sum(axis=1).max() <= 7
     row = table.names.index("agricultural00")
     assert [table.classes[k] for k in np.flatnonzero(table.matrix[row])] == ["field", "trees"]
 

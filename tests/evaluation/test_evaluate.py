@@ -34,6 +34,8 @@ def test_evaluate_run_equals_metrics_of_its_own_files(ucmd_features, tmp_path):
         pack(sign(u)), cache.dataset.labels[query_idx], db.codes, db.labels, query_real=u, rerank=DEFAULT_RERANK
     )
     assert {k: out[k] for k in expect} == pytest.approx(expect) and out["rerank"] == DEFAULT_RERANK
+    assert out["n_query"] == len(query_idx) == 20 and out["n_database"] == 80
+    assert json.loads((run / "eval.json").read_text())["mAP"] == out["mAP"]
 
 
 def test_tie_aware_map_equals_a_monte_carlo_over_database_orders(ucmd_features, tmp_path):
@@ -65,8 +67,6 @@ def test_evaluate_a_multi_label_run(ucmd_slice, ucmd_features, tmp_path):
     assert out["multilabel"] and {"NDCG@100", "ACG@100", "WAP@100", "mAP_db_order"} <= set(out)
     assert 0 < out["NDCG@100"] <= 1 and 0 < out["mAP"] <= 1 and out["ACG@100"] > 0
     assert CodeFile.load(run / "codes.h5").labels.shape[1] == 17
-    assert out["n_query"] == len(query_idx) == 20 and out["n_database"] == 80
-    assert json.loads((run / "eval.json").read_text())["mAP"] == out["mAP"]
 
 
 def test_codes_from_another_model_are_refused(ucmd_features, tmp_path):
