@@ -183,6 +183,18 @@ def test_dataset_shape_errors(data, tmp_path):
     assert not (tmp_path / "f.h5").exists()
 
 
+def test_bad_multi_label_annotations(data, tmp_path):
+    labels = tmp_path / "labels.txt"
+    labels.write_text("forest00\ttrees\nforest01\ttrees,water\n")
+    out = str(tmp_path / "f.h5")
+    refused(cli("features", str(data), "--labels", str(labels), "-o", out), str(labels), "no labels for", "add a row")
+    labels.write_text("IMAGE\\LABEL\ttrees\twater\nforest00\t1\tyes\n")
+    refused(cli("features", str(data), "--labels", str(labels), "-o", out), f"{labels}:2", "0/1 values")
+    missing = cli("train", str(data), "--labels", str(tmp_path / "none.txt"), "-o", str(tmp_path / "run"))
+    assert missing.exit_code == 2 and "none.txt' does not exist" in missing.output  # click's own usage check
+    assert not (tmp_path / "f.h5").exists() and not (tmp_path / "run").exists()
+
+
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory):
     """A tiny real run on generated images: features (1 view), 16-bit AHCL, a flat index."""

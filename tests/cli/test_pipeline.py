@@ -340,3 +340,33 @@ def test_add_images_to_an_index(run_dir, ucmd_slice, tmp_path):
     again = CodeFile.load(tmp_path / "db.index.added.h5")
     assert again.ids.tolist() == [80, 81, 82, 83] and Path(again.files[3]) == (new / added.paths[0]).resolve()
     assert idx.load(index_path)[0].ntotal == 84
+
+
+def test_multi_label_train_evaluate_and_query(ucmd_features, tmp_path):
+    """--labels through the CLI: a multi-label AHCL run, its tie-aware multi-label metrics with and without
+    re-ranking, and query results whose labels are label sets."""
+    from ..data.test_multilabel import TABLE
+
+    run = tmp_path / "run"
+    invoke("train", str(ucmd_features), "--labels", str(TABLE), "--bits", "16", "--iterations", "3", "-o", str(run))
+    plain = json.loads(invoke("evaluate", str(run), "--rerank", "none"))
+    reranked = json.loads(invoke("evaluate", str(run)))
+    assert plain["multilabel"] and plain["rerank"] == "none" and reranked["rerank"] == 400
+    for m in (plain, reranked):
+        assert 0 < m["mAP"] <= 1 and 0 < m["NDCG@100"] <= 1 and m["ACG@100"] > 0 and m["WAP@10"] > 0
+    invoke("build-index", str(run / "codes.h5"), "-o", str(tmp_path / "db.faiss"))
+    invoke(
+        "query",
+        str(tmp_path / "db.faiss"),
+        str(ucmd_features),
+        "--model",
+        str(run / "model.pt"),
+        "-k",
+        "3",
+        "--format",
+        "jsonl",
+        "-o",
+        str(tmp_path / "r.jsonl"),
+    )
+    rows = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
+    assert len(rows) == 3 * 100 and all(isinstance(r["score"], float) for r in rows)

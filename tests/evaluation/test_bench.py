@@ -50,3 +50,20 @@ def test_bench_on_a_slice(ucmd_slice, tmp_path):
         assert f"]({png})" in md
         with Image.open(out / png) as img:
             assert img.format == "PNG" and img.width > 300
+
+
+def test_bench_on_multi_label_annotations(ucmd_slice, tmp_path):
+    """--labels: runs train and are scored on the label sets; the report has the multi-label columns."""
+    from ..data.test_multilabel import TABLE
+
+    out = tmp_path / "report"
+    args = ["--quiet", "bench", str(ucmd_slice), "--labels", str(TABLE), "--bits", "16", "--methods", "ahcl,lsh"]
+    args += ["--views", "1", "--iterations", "2", "--train-pool", "0.5", "--scaling-sizes", "2", "-o", str(out)]
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["multilabel"] and report["label_names"] == 17 and report["rerank"] == 400
+    for r in report["results"]:
+        assert 0 < r["NDCG@100"] <= 1 and 0 < r["NDCG@100_no_rerank"] <= 1 and r["ACG@100"] > 0
+    text = (out / "report.md").read_text()
+    assert "Multi-label: 17 labels" in text and "NDCG@100 (no re-rank)" in text
