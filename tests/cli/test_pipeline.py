@@ -264,6 +264,8 @@ def test_query_with_a_feature_cache_or_a_codes_file(run_dir, ucmd_features, ucmd
         str(run_dir / "model.pt"),
         "-k",
         "5",
+        "--rerank",  # codes queries have no network outputs to re-rank with: compare like with like
+        "none",
         "-o",
         str(tmp_path / "feat.tsv"),
     )
@@ -277,6 +279,8 @@ def test_query_with_a_feature_cache_or_a_codes_file(run_dir, ucmd_features, ucmd
         str(run_dir / "model.pt"),
         "-k",
         "5",
+        "--rerank",
+        "none",
         "-o",
         str(tmp_path / "img.tsv"),
     )
