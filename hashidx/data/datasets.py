@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +36,16 @@ class Dataset:
 def labels_of(stored: np.ndarray) -> np.ndarray:
     """Labels as a file stores them: class indices (int64) or multi-hot rows (uint8)."""
     return stored.astype(np.uint8) if stored.ndim == 2 else stored.astype(np.int64)
+
+
+def first_duplicate(names: Sequence[str]) -> str | None:
+    """The first name that occurs a second time, or None."""
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            return name
+        seen.add(name)
+    return None
 
 
 def _is_image(p: Path) -> bool:
@@ -96,8 +107,8 @@ def load_dataset(source: str | Path) -> Dataset:
         ds = read_list(source)
     else:
         raise HashidxError(f"{source}: no such dataset folder or list file")
-    if len(set(ds.paths)) != len(ds.paths):
-        dup = next(p for p in ds.paths if ds.paths.count(p) > 1)
+    dup = first_duplicate(ds.paths)
+    if dup is not None:
         raise HashidxError(f"{source}: image {dup!r} is listed twice; remove the duplicate line")
     if len(ds.classes) < 2:
         raise HashidxError(f"{source}: only one class ({ds.classes[0]!r}); supervised hashing needs at least two")

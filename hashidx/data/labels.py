@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 import h5py
 import numpy as np
 
-from hashidx.data.datasets import Dataset, parse_list_text, read_list
+from hashidx.data.datasets import Dataset, first_duplicate, parse_list_text, read_list
 from hashidx.errors import HashidxError
 from hashidx.io.atomic import atomic_path
 from hashidx.io.h5 import STR, read_h5, strings
@@ -135,8 +135,8 @@ def read_label_table(path: str | Path) -> LabelTable:
     if first is None:
         raise HashidxError(f"{path}: no labels; expect a header row and 0/1 columns, or path<TAB>label1,label2 lines")
     table = _table_rows(text, path) if first.count("\t") >= 2 else _list_rows(text, path)
-    if len(set(table.names)) != len(table.names):
-        dup = next(n for n in table.names if table.names.count(n) > 1)
+    dup = first_duplicate(table.names)
+    if dup is not None:
         raise HashidxError(f"{path}: image {dup!r} has two rows; keep one")
     if len(table.classes) < 2:
         raise HashidxError(f"{path}: only {len(table.classes)} label(s); supervised hashing needs at least two")
@@ -148,21 +148,26 @@ def _keys(relpath: str) -> tuple[str, ...]:
     return (relpath, str(p.with_suffix("")), p.stem)
 
 
-def relabel(ds: Dataset, table: LabelTable, source: str | Path) -> Dataset:
-    """`ds` with the table's multi-hot labels (matched by path, path without suffix, or file stem)."""
+def table_labels(table: LabelTable, paths: Sequence[str], source: str | Path) -> np.ndarray:
+    """The table's multi-hot rows (n x C) for image `paths`, matched by path, path without suffix, or file stem."""
     where = {name: i for i, name in enumerate(table.names)}
     rows, missing = [], []
-    for p in ds.paths:
+    for p in paths:
         row = next((where[key] for key in _keys(p) if key in where), None)
         if row is None:
             missing.append(p)
         rows.append(row)
     if missing:
         raise HashidxError(
-            f"{source}: no labels for {len(missing)} of the {len(ds)} images, e.g. {missing[0]!r}; "
+            f"{source}: no labels for {len(missing)} of the {len(paths)} images, e.g. {missing[0]!r}; "
             "add a row for each (named by path, path without suffix, or file name without suffix)"
         )
-    return Dataset(ds.root, ds.paths, table.matrix[np.asarray(rows, dtype=np.int64)], table.classes)
+    return table.matrix[np.asarray(rows, dtype=np.int64)]
+
+
+def relabel(ds: Dataset, table: LabelTable, source: str | Path) -> Dataset:
+    """`ds` with the table's multi-hot labels over the table's label names."""
+    return Dataset(ds.root, ds.paths, table_labels(table, ds.paths, source), table.classes)
 
 
 def label_names(labels: np.ndarray, classes: Sequence[str]) -> list[str | None]:

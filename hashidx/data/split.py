@@ -84,15 +84,14 @@ def iterative_stratification(labels: np.ndarray, query_fraction: float, rng: np.
         remaining = y[unplaced].sum(axis=0)
         if not remaining.any():  # items with no label left: fill whichever side wants items
             for i in rng.permutation(np.flatnonzero(unplaced)):
-                side[i] = int(np.argmax(want_items + rng.random(2) * 1e-9))
+                side[i] = int(np.lexsort((rng.random(2), want_items))[-1])
                 want_items[side[i]] -= 1
             break
         rarest = np.flatnonzero(remaining == remaining[remaining > 0].min())
         label = int(rng.choice(rarest))
         for i in rng.permutation(np.flatnonzero(unplaced & y[:, label])):
-            # lexicographic preference: label demand, then item demand, then a coin
-            score = want_label[:, label] * 1e6 + want_items + rng.random(2) * 1e-6
-            j = int(np.argmax(score))
+            # the side wanting the label most, then items most, then a coin (lexsort: last key first)
+            j = int(np.lexsort((rng.random(2), want_items, want_label[:, label]))[-1])
             side[i] = j
             unplaced[i] = False
             want_label[j, y[i]] -= 1

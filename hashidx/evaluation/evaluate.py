@@ -8,8 +8,8 @@ from pathlib import Path
 
 from hashidx.codes.binary import pack, sign
 from hashidx.codes.codefile import CodeFile
-from hashidx.data.datasets import Dataset, load_dataset
-from hashidx.data.labels import read_label_table, relabel
+from hashidx.data.datasets import load_dataset
+from hashidx.data.labels import read_label_table, table_labels
 from hashidx.data.split import load_split
 from hashidx.errors import HashidxError
 from hashidx.evaluation.metrics import retrieval_metrics
@@ -45,8 +45,8 @@ def evaluate_run(
     """Metrics (hashidx.evaluation.metrics) of the run's query images against its database codes; saved as eval.json.
 
     The queries pass through the network, so their outputs u can re-rank by uᵀv (`rerank`: none, ties or
-    K′). `labels` (a multi-label table or list) replaces the labels the run was trained with, for queries
-    and database items alike.
+    K′). `labels` (a multi-label table or list; default: the one the run trained with, if any) sets the
+    labels of queries and database items alike.
     """
     run_dir = Path(run_dir)
     record = read_run(run_dir)
@@ -81,8 +81,8 @@ def evaluate_run(
     labels = labels or record.get("labels")  # a multi-label run is evaluated on the labels it trained with
     if labels is not None:
         table = read_label_table(labels)
-        query_labels = relabel(ds.subset(query_idx), table, labels).labels
-        db_labels = relabel(Dataset(ds.root, db.paths, db.labels, ()), table, labels).labels
+        query_labels = table_labels(table, [ds.paths[i] for i in query_idx], labels)
+        db_labels = table_labels(table, db.paths, labels)
     if query_labels.ndim != db_labels.ndim:
         raise HashidxError(
             f"{run_dir}: the queries' labels and the codes' labels differ in kind (one multi-label); "

@@ -211,26 +211,34 @@ def precision_within_radius(dist: np.ndarray, relevant: np.ndarray, radius: int)
     return np.divide(hits, n_inside, out=np.zeros(len(dist)), where=n_inside > 0)
 
 
-def pr_curve(dist: np.ndarray, relevant: np.ndarray, bits: int) -> dict[str, list]:
-    """Mean precision and recall of the Hamming ball of each radius 0..bits.
+def pr_sums(dist: np.ndarray, relevant: np.ndarray, bits: int) -> np.ndarray:
+    """Per radius 0..bits (rows): Σ precision over queries with a non-empty ball, their count, Σ recall.
 
-    Precision averages over the queries whose ball is not empty; radii where every ball is empty
-    (precision undefined) are left out.
+    Sums, so that query blocks add up; `pr_curve` turns them into means.
     """
     n_rel = np.maximum(relevant.sum(axis=1), 1)
-    radius: list[int] = []
-    precision: list[float] = []
-    recall: list[float] = []
+    out = np.zeros((bits + 1, 3))
     for r in range(bits + 1):
         inside = dist <= r
         hits = (inside & relevant).sum(axis=1)
         n_inside = inside.sum(axis=1)
         has = n_inside > 0
-        if has.any():
-            radius.append(r)
-            precision.append(float((hits[has] / n_inside[has]).mean()))
-            recall.append(float((hits / n_rel).mean()))
-    return {"radius": radius, "precision": precision, "recall": recall}
+        out[r] = (hits[has] / n_inside[has]).sum(), has.sum(), (hits / n_rel).sum()
+    return out
+
+
+def pr_curve(sums: np.ndarray, n_queries: int) -> dict[str, list]:
+    """Mean precision and recall of the Hamming ball of each radius, from `pr_sums` over all queries.
+
+    Precision averages over the queries whose ball is not empty; radii where every ball is empty
+    (precision undefined) are left out.
+    """
+    kept = np.flatnonzero(sums[:, 1] > 0)
+    return {
+        "radius": kept.tolist(),
+        "precision": (sums[kept, 0] / sums[kept, 1]).tolist(),
+        "recall": (sums[kept, 2] / n_queries).tolist(),
+    }
 
 
 RERANK_MODES = ("none", "ties")  # or an integer K′: the K′ nearest by Hamming, re-ranked
@@ -279,7 +287,7 @@ def retrieval_metrics(
     n_db, bits = db_codes.shape[0], db_codes.shape[1] * 8
     cutoffs = [k for k in P_AT_K_CUTOFFS if k <= n_db] if with_curve else []
     sums: dict[str, float] = {}
-    pr_dist, pr_rel = [], []
+    pr = np.zeros((bits + 1, 3))
 
     def add(name: str, values: np.ndarray) -> None:
         sums[name] = sums.get(name, 0.0) + float(values.sum())
@@ -304,11 +312,10 @@ def retrieval_metrics(
         for k in cutoffs:
             add(f"curve P@{k}", expected_precision(g, k))
         if with_curve:
-            pr_dist.append(dist)
-            pr_rel.append(relevant)
+            pr += pr_sums(dist, relevant, bits)
     n_q = max(len(query_codes), 1)
     out: dict = {name: total / n_q for name, total in sums.items() if not name.startswith("curve ")}
     if with_curve:
-        out["pr_curve"] = pr_curve(np.concatenate(pr_dist), np.concatenate(pr_rel), bits)
+        out["pr_curve"] = pr_curve(pr, n_q)
         out["p_at_k_curve"] = {"k": cutoffs, "precision": [sums[f"curve P@{k}"] / n_q for k in cutoffs]}
     return out
