@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# One ONNX graph cache for the whole session, CLI subprocesses included (they inherit the environment),
+# never the user's ~/.cache.
+_CACHE = tempfile.mkdtemp(prefix="hashidx-test-cache-")
+os.environ["HASHIDX_CACHE_DIR"] = _CACHE
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_CACHE, ignore_errors=True)
 
 UCMD = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "UCMerced_LandUse" / "Images"
 SLICE_CLASSES = ("agricultural", "airplane", "beach", "forest", "harbor")

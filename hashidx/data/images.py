@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import struct
 import warnings
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -72,3 +75,45 @@ def load_image(path: str | Path, size: int) -> np.ndarray:
             f"{path}: cannot decode image ({exc}); replace the file or remove it from the dataset"
         ) from None
     return np.asarray(rgb, dtype=np.float32) / 255.0
+
+
+# Threads decoding ahead of the backbone: JPEG/TIFF decoding and PIL's resize release the GIL, so
+# the backbone never waits on them (benchmarks/runtimes.py measures 0, 1 and 2).
+DECODE_WORKERS = 2
+
+
+def _decode_chunk(
+    decode: Callable[[Path], np.ndarray], paths: Sequence[Path], positions: Sequence[int]
+) -> list[tuple[int, np.ndarray | HashidxError]]:
+    out: list[tuple[int, np.ndarray | HashidxError]] = []
+    for i in positions:
+        try:
+            out.append((i, decode(paths[i])))
+        except HashidxError as exc:
+            out.append((i, exc))
+    return out
+
+
+def decode_ahead(
+    paths: Sequence[Path],
+    decode: Callable[[Path], np.ndarray],
+    chunks: Sequence[Sequence[int]],
+    workers: int = DECODE_WORKERS,
+) -> Iterator[list[tuple[int, np.ndarray | HashidxError]]]:
+    """Each chunk of positions as (position, array, or the HashidxError saying why it is unreadable), in order;
+    with `workers` > 0 up to workers + 1 chunks are decoded on threads ahead of the consumer."""
+    if workers <= 0:
+        for chunk in chunks:
+            yield _decode_chunk(decode, paths, chunk)
+        return
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="hashidx-decode")
+    pending: deque[Future] = deque()
+    try:
+        for chunk in chunks:
+            pending.append(pool.submit(_decode_chunk, decode, paths, chunk))
+            if len(pending) > workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)

@@ -9,6 +9,7 @@ the scaling run measures both sides for real, side by side, over growing databas
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import platform
 import sys
@@ -23,14 +24,16 @@ import torch
 from hashidx.codes.binary import pack, sign
 from hashidx.codes.codefile import CodeFile
 from hashidx.data.datasets import Dataset, load_dataset
+from hashidx.data.images import load_image
 from hashidx.data.labels import read_label_table, relabel
 from hashidx.data.split import make_split, save_split
 from hashidx.errors import HashidxError
 from hashidx.evaluation.evaluate import TIE_RULE, evaluate_run
 from hashidx.evaluation.report import write_report
-from hashidx.features.backbones import DEFAULT_BACKBONE, FeatureExtractor, backbone_spec
+from hashidx.features.backbones import DEFAULT_BACKBONE, BackboneSpec, FeatureExtractor, backbone_spec
 from hashidx.features.cache import FeatureCache
 from hashidx.features.extract import DEFAULT_VIEWS, extract
+from hashidx.features.runtime import DEFAULT_RUNTIME, RUNTIMES
 from hashidx.index import indexes as idx
 from hashidx.io.atomic import write_json
 from hashidx.io.progress import progress
@@ -42,6 +45,13 @@ from hashidx.methods.symmetric import train_symmetric
 from hashidx.methods.training import TrainConfig
 from hashidx.results.rerank import DEFAULT_RERANK, candidates_for, rerank
 from hashidx.version import __version__
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def _timed_extract(
@@ -99,6 +109,37 @@ def scaling_run(
     return rows
 
 
+def backbone_timings(
+    images: torch.Tensor,
+    spec: BackboneSpec,
+    batch_sizes: Sequence[int] = (1, 8),
+    views: Sequence[int] = (1, 8),
+    repeats: int = 5,
+    weights: str = "imagenet",
+) -> list[dict]:
+    """ms per backbone pass on each runtime, side by side: for each (batch, views) every runtime runs the same
+    [0,1] NCHW `images` once to warm up, then `repeats` interleaved rounds; the best round counts."""
+    extractors = {rt: FeatureExtractor(spec, weights, rt) for rt in RUNTIMES}
+    rows = []
+    for b in batch_sizes:
+        for v in views:
+            x = images[:b]
+            out = {rt: fx(x, v).numpy() for rt, fx in extractors.items()}  # warm-up, and the outputs compared
+            best = dict.fromkeys(extractors, float("inf"))
+            for _ in range(repeats):
+                for rt, fx in extractors.items():
+                    t0 = time.perf_counter()
+                    fx(x, v)
+                    best[rt] = min(best[rt], time.perf_counter() - t0)
+            row: dict = {"batch": b, "views": v}
+            row.update({f"{rt}_ms_per_pass": 1000 * best[rt] / (b * v) for rt in extractors})
+            row["speedup"] = best["torch"] / best["onnx"]
+            row["max_abs_diff"] = float(np.abs(out["torch"] - out["onnx"]).max())
+            row["onnx_ran"] = extractors["onnx"].runtime  # "torch" where the ONNX twin fell back
+            rows.append(row)
+    return rows
+
+
 def _search_timing(run: Path, query_real: np.ndarray, k: int) -> dict:
     """Flat index build time over the run's codes, and per-query search time for the queries, without and
     with the default re-ranking (the K′ candidates' codes looked up and scored by uᵀv), side by side."""
@@ -134,11 +175,13 @@ def run_bench(
     backbone: str = DEFAULT_BACKBONE,
     iterations: int = 30,
     labels: str | Path | None = None,
+    runtime: str = DEFAULT_RUNTIME,
 ) -> dict:
     """Run everything, write report.json, report.md and the plots under `out`; returns the report.
 
     Retrieval figures are tie-aware, with the default re-ranking and without (`*_no_rerank`); with
     `labels` (multi-label annotations) the runs train and are scored on them, NDCG@100, ACG@100 and WAP@100 included.
+    Backbone passes run on `runtime`; the report also times both runtimes side by side on the first images.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -154,7 +197,10 @@ def run_bench(
     save_split(split, out / "split.json")
     query_idx, db_idx = split.indices(ds)
     spec = backbone_spec(backbone)
-    extractor = FeatureExtractor(spec)
+    extractor = FeatureExtractor(spec, runtime=runtime)
+    first = [ds.absolute(i) for i in range(min(8, len(ds)))]
+    probe = torch.from_numpy(np.stack([load_image(p, spec.image_size) for p in first])).permute(0, 3, 1, 2)
+    runtimes = backbone_timings(probe.contiguous(), spec, batch_sizes=(len(first),), views=(views,), repeats=3)
     feats, t_features = _timed_extract(ds, np.arange(len(ds)), extractor, spec.image_size, views, "features")
     ms_per_pass = 1000 * t_features / (len(ds) * views)
     FeatureCache(feats, ds, backbone, spec.image_size, views).save(out / "features.h5")
@@ -230,7 +276,9 @@ def run_bench(
         "train_pool": train_pool,
         "seed": seed,
         "features_s": t_features,
+        "runtime": extractor.runtime,
         "backbone_ms_per_pass": ms_per_pass,
+        "backbone_runtimes": runtimes,
         "results": results,
         "scaling": scaling,
         "total_s": time.perf_counter() - t_start,
@@ -238,6 +286,7 @@ def run_bench(
             "hashidx": __version__,
             "torch": torch.__version__,
             "faiss": faiss.__version__,
+            "onnxruntime": _version("onnxruntime"),
             "numpy": np.__version__,
             "python": platform.python_version(),
         },

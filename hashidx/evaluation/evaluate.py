@@ -14,6 +14,7 @@ from hashidx.data.split import load_split
 from hashidx.errors import HashidxError
 from hashidx.evaluation.metrics import retrieval_metrics
 from hashidx.features.cache import FeatureCache
+from hashidx.features.runtime import DEFAULT_RUNTIME
 from hashidx.io.atomic import sha256_file, write_json
 from hashidx.methods.checkpoints import load_checkpoint
 from hashidx.methods.encoder import Encoder
@@ -41,18 +42,19 @@ def evaluate_run(
     with_curve: bool = False,
     rerank: str | int = DEFAULT_RERANK,
     labels: str | Path | None = None,
+    runtime: str = DEFAULT_RUNTIME,
 ) -> dict:
     """Metrics (hashidx.evaluation.metrics) of the run's query images against its database codes; saved as eval.json.
 
     The queries pass through the network, so their outputs u can re-rank by uᵀv (`rerank`: none, ties or
     K′). `labels` (a multi-label table or list; default: the one the run trained with, if any) sets the
-    labels of queries and database items alike.
+    labels of queries and database items alike. `runtime` runs a fine-tuned network's query passes.
     """
     run_dir = Path(run_dir)
     record = read_run(run_dir)
     split = load_split(split_path or run_dir / "split.json")
     head, config = load_checkpoint(run_dir / "model.pt")
-    encoder = Encoder(head, config)
+    encoder = Encoder(head, config, runtime)
     db = CodeFile.load(run_dir / "codes.h5")
     if db.attrs.get("model_sha256") and db.attrs["model_sha256"] != sha256_file(run_dir / "model.pt"):
         raise HashidxError(

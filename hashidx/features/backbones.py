@@ -240,29 +240,53 @@ def check_views(views: int) -> int:
     return views
 
 
-class FeatureExtractor(nn.Module):
-    """Normalise a [0,1] NCHW batch and run the frozen backbone in eval mode."""
+class FeatureExtractor:
+    """A frozen backbone over [0,1] NCHW batches: normalised, run (torch eager or its ONNX Runtime twin),
+    averaged over orientations.
 
-    mean: torch.Tensor
-    std: torch.Tensor
+    With runtime "onnx" the torch module is still built (it is the source of truth and the export's
+    origin); a twin per image size is made on first use, and `runtime` says "torch" again if it fell back.
+    """
 
-    def __init__(self, spec: BackboneSpec, weights: str = "imagenet"):
-        super().__init__()
-        self.spec = spec
+    def __init__(self, spec: BackboneSpec, weights: str = "imagenet", runtime: str = "torch"):
+        from hashidx.features.runtime import check_runtime
+
+        self.spec, self.weights, self.runtime = spec, weights, check_runtime(runtime)
         self.net = spec.build(weights).eval().requires_grad_(False)
         # channels_last runs these depthwise convolutions about 2x faster on CPU (measured, same outputs).
         self.net = self.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # not in torch's stubs
-        self.register_buffer("mean", torch.tensor(spec.mean).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(spec.std).view(1, 3, 1, 1))
+        self.mean = torch.tensor(spec.mean).view(1, 3, 1, 1)
+        self.std = torch.tensor(spec.std).view(1, 3, 1, 1)
+        self._twins: dict[tuple[int, int], Any] = {}
+
+    def _twin(self, height: int, width: int) -> Any:
+        """The ONNX Runtime twin for this input size, or None where it fell back to torch."""
+        if (height, width) not in self._twins:
+            from hashidx.features.runtime import onnx_twin
+
+            identity = {"module": "backbone", "backbone": self.spec.name, "layers": self.spec.layers, "bands": 3}
+            self._twins[height, width] = onnx_twin(self.net, f"backbone {self.spec.name}", identity, (3, height, width))
+            if self._twins[height, width] is None:
+                self.runtime = "torch"
+        return self._twins[height, width]
 
     @torch.inference_mode()
-    def forward(self, x: torch.Tensor, views: int = 1) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, views: int = 1) -> torch.Tensor:
         """Features averaged over `views` orientations: 1 (as is), 4 (rotations) or 8 (rotations x flip)."""
         x = (x - self.mean) / self.std
-        total: Any = 0  # a plain 0 first, so the sum keeps the backbone's dtype
+        turned = []
         for t in range(views):
             xt = torch.rot90(x, t % 4, dims=(2, 3))
-            if t >= 4:
-                xt = torch.flip(xt, dims=(3,))
-            total = total + self.net(xt.contiguous(memory_format=torch.channels_last))
+            turned.append(torch.flip(xt, dims=(3,)) if t >= 4 else xt)
+        twin = self._twin(x.shape[2], x.shape[3]) if self.runtime == "onnx" else None
+        if twin is not None:
+            # All views in one call: ONNX Runtime runs a batch of 8B faster per image than 8 batches of B
+            # (benchmarks/runtimes.py); eager torch does not, so it keeps one call per view.
+            out = torch.from_numpy(twin(torch.cat(turned).numpy())).view(views, len(x), -1)
+            passes = list(out)
+        else:
+            passes = [self.net(xt.contiguous(memory_format=torch.channels_last)) for xt in turned]
+        total: Any = 0  # a plain 0 first, so the sum keeps the backbone's dtype; summed in view order either way
+        for features in passes:
+            total = total + features
         return total / views

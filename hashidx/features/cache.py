@@ -34,6 +34,7 @@ class FeatureCache:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) left out by --on-error skip
     weights: str = "imagenet"  # the backbone's weights: imagenet, none or a state-dict file
     layers: str = ""  # what each vector is made of (BackboneSpec.layers); "" = the backbone's current layers
+    runtime: str = "torch"  # what ran the backbone: torch or onnx (equal within runtime.TOLERANCE)
 
     def __post_init__(self) -> None:
         self.layers = self.layers or backbone_spec(self.backbone).layers
@@ -55,6 +56,7 @@ class FeatureCache:
                     "image_size": self.image_size,
                     "views": self.views,
                     "layers": self.layers,
+                    "runtime": self.runtime,
                     "preprocessing": PREPROCESSING,
                     "mean": spec.mean,
                     "std": spec.std,
@@ -79,4 +81,5 @@ class FeatureCache:
                 [tuple(x) for x in json.loads(f.attrs.get("skipped", "[]"))],
                 str(f.attrs.get("weights_source", "imagenet")),
                 recorded_layers(str(f.attrs["backbone"]), f.attrs.get("layers")),
+                str(f.attrs.get("runtime", "torch")),
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Callable, Sequence
@@ -13,10 +14,11 @@ import numpy as np
 import torch
 
 from hashidx.data.datasets import Dataset
-from hashidx.data.images import load_image
+from hashidx.data.images import DECODE_WORKERS, decode_ahead, load_image
 from hashidx.errors import HashidxError
 from hashidx.features.backbones import FeatureExtractor, backbone_spec, check_views
 from hashidx.features.cache import FeatureCache
+from hashidx.features.runtime import DEFAULT_RUNTIME
 from hashidx.io.atomic import atomic_path
 from hashidx.io.progress import progress
 
@@ -42,21 +44,6 @@ class Extraction:
         return cls(np.empty((0, dim), dtype=np.float32), np.empty(0, dtype=np.int64), [], 0)
 
 
-def _decode(
-    paths: Sequence[Path], positions: range, size: int, on_error: str, skipped: list[tuple[int, str]]
-) -> tuple[list[int], list[np.ndarray]]:
-    ok, arrays = [], []
-    for i in positions:
-        try:
-            arrays.append(load_image(paths[i], size))
-            ok.append(i)
-        except HashidxError as exc:
-            if on_error != "skip":
-                raise
-            skipped.append((i, str(exc)))
-    return ok, arrays
-
-
 def extract(
     paths: Sequence[Path],
     extractor: FeatureExtractor,
@@ -68,13 +55,15 @@ def extract(
     resume: Extraction | None = None,
     checkpoint: Callable[[Extraction], None] | None = None,
     every: int = 32,
+    workers: int = DECODE_WORKERS,
 ) -> Extraction:
     """Backbone features of image files, averaged over `views` orientations.
 
     on_error="fail" stops at the first unreadable image (its path in the error); "skip" leaves it out
     and records it. `resume` continues a partial extraction. Every `every` batches `checkpoint`
     receives the rows added since its previous call (features and kept hold only those; skipped
-    and done are the totals): what makes an interrupted extraction resumable.
+    and done are the totals): what makes an interrupted extraction resumable. `workers` threads decode
+    the next batches while the backbone runs (0: decode in line).
     """
     if on_error not in ON_ERROR:
         raise HashidxError(f"--on-error {on_error}: choose fail or skip")
@@ -82,8 +71,18 @@ def extract(
     feats, kept, skipped = [state.features], [state.kept], list(state.skipped)
     reported = len(feats)  # batches in `feats` already passed to checkpoint (or resumed from)
     starts = range(state.done, len(paths), batch_size)
-    for b, start in enumerate(progress(starts, desc, total=len(starts), unit="batch"), 1):
-        ok, arrays = _decode(paths, range(start, min(start + batch_size, len(paths))), image_size, on_error, skipped)
+    chunks = [range(start, min(start + batch_size, len(paths))) for start in starts]
+    decoded = decode_ahead(paths, functools.partial(load_image, size=image_size), chunks, workers)
+    for b, (start, batch_items) in enumerate(progress(zip(starts, decoded), desc, total=len(starts), unit="batch"), 1):
+        ok, arrays = [], []
+        for i, item in batch_items:
+            if isinstance(item, HashidxError):
+                if on_error != "skip":
+                    raise item
+                skipped.append((i, str(item)))
+            else:
+                ok.append(i)
+                arrays.append(item)
         if arrays:
             batch = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
             feats.append(extractor(batch, views).numpy())
@@ -174,15 +173,17 @@ def compute_features(
     partial: str | Path | None = None,
     checkpoint_every: int = 32,
     weights: str = "imagenet",
+    runtime: str = DEFAULT_RUNTIME,
 ) -> FeatureCache:
-    """Run the frozen backbone (with `weights`: imagenet, none or a state-dict file) over every image of `ds`.
+    """Run the frozen backbone (with `weights`: imagenet, none or a state-dict file; on `runtime` onnx or
+    torch) over every image of `ds`.
 
     With `partial` (a path), progress is saved there as it goes, and an earlier interrupted run of
     the same extraction (same images, backbone, size, views) is continued instead of restarted.
     """
     spec = backbone_spec(backbone)
     size = image_size or spec.image_size
-    extractor = FeatureExtractor(spec, weights)
+    extractor = FeatureExtractor(spec, weights, runtime)
     paths = [ds.absolute(i) for i in range(len(ds))]
     resume, save = None, None
     if partial is not None:
@@ -213,6 +214,7 @@ def compute_features(
         views,
         [(ds.paths[i], reason) for i, reason in state.skipped],
         weights,
+        runtime=extractor.runtime,
     )
 
 
@@ -226,10 +228,13 @@ def extract_to(
     on_error: str = "fail",
     checkpoint_every: int = 32,
     weights: str = "imagenet",
+    runtime: str = DEFAULT_RUNTIME,
 ) -> FeatureCache:
     """compute_features, saved to `output`; progress is kept in OUTPUT.partial until then, so a rerun resumes."""
     partial = partial_path(output)
-    cache = compute_features(ds, backbone, image_size, views, batch_size, on_error, partial, checkpoint_every, weights)
+    cache = compute_features(
+        ds, backbone, image_size, views, batch_size, on_error, partial, checkpoint_every, weights, runtime
+    )
     cache.save(output)
     partial.unlink(missing_ok=True)
     return cache

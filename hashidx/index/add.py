@@ -14,6 +14,7 @@ import numpy as np
 
 from hashidx.codes.codefile import CodeFile
 from hashidx.data.queryfile import image_list
+from hashidx.features.runtime import DEFAULT_RUNTIME
 from hashidx.index import indexes as idx
 from hashidx.index.indexes import check_model
 from hashidx.io.atomic import sha256_file
@@ -34,12 +35,14 @@ def add_images(
     batch_size: int = 8,
     on_error: str = "fail",
     allow_model_mismatch: bool = False,
+    runtime: str = DEFAULT_RUNTIME,
 ) -> tuple[dict, list[tuple[str, str]]]:
-    """Encode the images with the model and add them to the index; returns (new sidecar, skipped)."""
+    """Encode the images with the model (backbone on `runtime`) and add them to the index; returns (new sidecar,
+    skipped)."""
     index_path = Path(index_path)
     index, sidecar = idx.load(index_path)
     head, config = load_checkpoint(model_path)
-    encoder = Encoder(head, config)
+    encoder = Encoder(head, config, runtime)
     model_sha = sha256_file(model_path)
     check_model(
         model_path, encoder.bits, model_sha, sidecar["bits"], sidecar.get("model_sha256"), allow_model_mismatch, "model"

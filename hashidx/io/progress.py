@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
 from typing import TypeVar
 
@@ -24,3 +25,8 @@ def progress(
     return tqdm(
         iterable, desc=desc, total=total, unit=unit, initial=initial, disable=True if _quiet else None, leave=False
     )
+
+
+def warn(message: str) -> None:
+    """'warning: message' on stderr, above any progress bar; --quiet silences bars, never warnings."""
+    tqdm.write(f"warning: {message}", file=sys.stderr)

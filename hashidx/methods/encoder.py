@@ -14,14 +14,15 @@ from hashidx.errors import HashidxError
 from hashidx.features.backbones import FeatureExtractor, backbone_spec, recorded_layers
 from hashidx.features.cache import FeatureCache
 from hashidx.features.extract import extract
+from hashidx.features.runtime import DEFAULT_RUNTIME, check_runtime
 from hashidx.methods.finetune import embed_images, load_crops
 
 
 class Encoder:
     """A trained hash head with the backbone its checkpoint names."""
 
-    def __init__(self, head: nn.Module, config: dict):
-        self.head, self.config = head, config
+    def __init__(self, head: nn.Module, config: dict, runtime: str = DEFAULT_RUNTIME):
+        self.head, self.config, self.runtime = head, config, check_runtime(runtime)
         self._extractor: FeatureExtractor | None = None
 
     @property
@@ -88,7 +89,8 @@ class Encoder:
         """`encode_images` before the sign: real-valued outputs, kept positions, skipped (position, reason)."""
         if self.finetuned:
             pixels, kept, skipped = load_crops(paths, on_error, desc="encode images")
-            return embed_images(self.head, pixels), np.asarray(kept, dtype=np.int64), skipped
+            u = embed_images(self.head, pixels, runtime=self.runtime, config=self.config)
+            return u, np.asarray(kept, dtype=np.int64), skipped
         spec = backbone_spec(self.config["backbone"])
         if self.layers != spec.layers:
             raise HashidxError(
@@ -96,7 +98,7 @@ class Encoder:
                 f"{spec.layers}: retrain the model ('hashidx train') to encode images with it"
             )
         if self._extractor is None:
-            self._extractor = FeatureExtractor(spec, self.config.get("weights", "imagenet"))
+            self._extractor = FeatureExtractor(spec, self.config.get("weights", "imagenet"), self.runtime)
         state = extract(
             paths,
             self._extractor,

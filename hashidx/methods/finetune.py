@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from hashidx.data.images import load_image
+from hashidx.data.images import decode_ahead, load_image
 from hashidx.errors import HashidxError
 from hashidx.features.backbones import BackboneSpec, backbone_spec
 from hashidx.io.progress import progress
@@ -60,25 +60,31 @@ def resolve_device(device: str) -> torch.device:
         raise HashidxError(f"--device {device}: use auto, cpu, cuda or cuda:N") from None
 
 
+def _crop(path: Path) -> np.ndarray:
+    lo = (RESIZE - CROP) // 2
+    pixels = load_image(path, RESIZE)[lo : lo + CROP, lo : lo + CROP]
+    return (pixels * 255).round().astype(np.uint8).transpose(2, 0, 1)
+
+
 def load_crops(
     paths: Sequence[Path],
     on_error: str = "fail",
     desc: str = "load images",
+    chunk: int = 32,
 ) -> tuple[torch.Tensor, list[int], list[tuple[int, str]]]:
     """uint8 N x 3 x 224 x 224 centre crops of the images resized to 256, the positions kept, and
     (position, reason) of the images left out by on_error="skip"."""
     out, kept, skipped = [], [], []
-    lo = (RESIZE - CROP) // 2
-    for i, path in enumerate(progress(paths, desc, unit="img")):
-        try:
-            pixels = load_image(path, RESIZE)[lo : lo + CROP, lo : lo + CROP]
-        except HashidxError as exc:
-            if on_error != "skip":
-                raise
-            skipped.append((i, str(exc)))
-            continue
-        out.append(torch.from_numpy((pixels * 255).round().astype(np.uint8)).permute(2, 0, 1))
-        kept.append(i)
+    chunks = [range(s, min(s + chunk, len(paths))) for s in range(0, len(paths), chunk)]
+    for decoded in progress(decode_ahead(paths, _crop, chunks), desc, total=len(chunks), unit="batch"):
+        for i, item in decoded:
+            if isinstance(item, HashidxError):
+                if on_error != "skip":
+                    raise item
+                skipped.append((i, str(item)))
+            else:
+                out.append(torch.from_numpy(item))
+                kept.append(i)
     stacked = torch.stack(out) if out else torch.zeros((0, 3, CROP, CROP), dtype=torch.uint8)
     return stacked, kept, skipped
 
@@ -127,11 +133,37 @@ def finetune_network(
     return Network(net, opt, sched, ImageInputs(pixels, augment), device, amp=device.type == "cuda")
 
 
+class _Outputs(nn.Module):
+    """A HashNet's outputs u alone: what its ONNX twin computes."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)[0]
+
+
 def embed_images(
-    net: nn.Module, pixels: torch.Tensor, device: torch.device | None = None, batch_size: int = 64
+    net: nn.Module,
+    pixels: torch.Tensor,
+    device: torch.device | None = None,
+    batch_size: int = 64,
+    runtime: str = "torch",
+    config: dict | None = None,
 ) -> np.ndarray:
     """Outputs u of a fine-tuned HashNet for uint8 crops (eval mode), through the training loop's own
-    batching and autocast (Network.embed)."""
+    batching and autocast (Network.embed), or with runtime "onnx" on the CPU through its ONNX Runtime twin."""
     device = device or next(net.parameters()).device
+    if runtime == "onnx" and device.type == "cpu" and config is not None:
+        from hashidx.features.runtime import onnx_twin
+
+        identity = {"module": "hash network", "backbone": config["backbone"], "bands": 3}
+        twin = onnx_twin(_Outputs(net.eval()), "fine-tuned network", identity, tuple(pixels.shape[1:]))
+        if twin is not None:
+            blocks = [
+                twin(pixels[s : s + batch_size].float().numpy() / 255.0) for s in range(0, len(pixels), batch_size)
+            ]
+            return np.concatenate(blocks) if blocks else np.zeros((0, int(config["bits"])), np.float32)
     inference = Network(net, None, None, ImageInputs(pixels), device, amp=device.type == "cuda")
     return inference.embed(np.arange(len(pixels)), batch_size)

@@ -20,6 +20,7 @@ from hashidx.errors import HashidxError
 from hashidx.features.backbones import DEFAULT_BACKBONE, backbone_spec, weights_label
 from hashidx.features.cache import FeatureCache
 from hashidx.features.extract import DEFAULT_VIEWS, extract_to
+from hashidx.features.runtime import DEFAULT_RUNTIME
 from hashidx.io.atomic import sha256_file, write_json
 from hashidx.methods.ahcl import train_ahcl
 from hashidx.methods.baselines import fit_itq, fit_lsh
@@ -53,6 +54,7 @@ def load_or_extract(
     on_error: str = "fail",
     reuse: bool = False,
     weights: str = "imagenet",
+    runtime: str = DEFAULT_RUNTIME,
 ) -> tuple[FeatureCache, Path]:
     """Features of DATA (extracted into RUN_DIR/features.h5, resuming an interrupted extraction) or of a cache.
 
@@ -75,7 +77,7 @@ def load_or_extract(
         )
         if same and sorted(cache.dataset.paths + tuple(p for p, _ in cache.skipped)) == sorted(ds.paths):
             return cache, path.resolve()
-    cache = extract_to(ds, path, backbone, image_size, views, batch_size, on_error, weights=weights)
+    cache = extract_to(ds, path, backbone, image_size, views, batch_size, on_error, weights=weights, runtime=runtime)
     return cache, path.resolve()
 
 
@@ -113,6 +115,7 @@ def train_run(
     augment: bool = False,
     checkpoint_every: int = 1,
     labels: str | Path | None = None,
+    runtime: str = DEFAULT_RUNTIME,
 ) -> dict:
     """Train `method` and write the run folder; returns the train.json record.
 
@@ -125,6 +128,8 @@ def train_run(
     when the run completes); `resume` continues from it, to the same outputs as an uninterrupted run.
     `finetune` trains the backbone too, end to end on the pool's images (DATA must be images), starting
     from `weights` (imagenet, none or a state-dict file), on `device` (auto: CUDA when available).
+    `runtime` (onnx or torch) runs the frozen backbone passes: feature extraction, and the fine-tuned
+    symmetric network's database encoding.
     """
     if method not in METHODS:
         raise HashidxError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
@@ -149,7 +154,7 @@ def train_run(
         torch_device = resolve_device(device)
     else:
         cache, features_path = load_or_extract(
-            source, out, backbone, image_size, views, batch_size, on_error, resume, weights
+            source, out, backbone, image_size, views, batch_size, on_error, resume, weights, runtime
         )
         ds = cache.dataset
     if labels is not None:
@@ -213,6 +218,7 @@ def train_run(
             "views": cache.views,
             "weights": cache.weights,
             "layers": cache.layers,
+            "runtime": cache.runtime,
             "feature_dim": int(cache.features.shape[1]),
             "classes": list(ds.classes),
             "multilabel": ds.labels.ndim == 2,
@@ -254,7 +260,7 @@ def train_run(
         t_train = time.perf_counter() - t1
         if finetune:
             # Symmetric codes need every database image through the whole fine-tuned network.
-            codes = Encoder(head, model_config).encode_images([ds.absolute(i) for i in db_idx])[0]
+            codes = Encoder(head, model_config, runtime).encode_images([ds.absolute(i) for i in db_idx])[0]
         else:
             assert cache is not None
             # The head's share of database encoding; the backbone's share was the feature extraction.

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -16,6 +17,7 @@ from hashidx.codes.codefile import CodeFile, Item, items_by_id, read_ids_codes
 from hashidx.data.labels import label_names
 from hashidx.data.queryfile import read_query_file
 from hashidx.errors import HashidxError
+from hashidx.features.runtime import DEFAULT_RUNTIME
 from hashidx.index import indexes as idx
 from hashidx.index.indexes import check_model
 from hashidx.io.atomic import atomic_path, sha256_file
@@ -84,73 +86,171 @@ class QuerySet:
     real: np.ndarray | None = None  # the network's outputs u (q x bits), where the queries passed it
 
 
-def query_codes(
-    query_file: str | Path,
-    model_path: str | Path | None,
-    bits: int,
-    model_sha256: str | None,
-    batch_size: int = 8,
-    allow_model_mismatch: bool = False,
-    on_error: str = "fail",
-) -> QuerySet:
-    """Queries from an image list or feature cache (encoded by the model) or a codes file; on_error="skip"
-    leaves unreadable query images out.
-
-    A query's class is known from a feature cache or codes file, or for an image in a folder named after
-    one of the model's classes (the class-folder layout).
-    """
-    query_file = Path(query_file)
-    kind = _h5_kind(query_file)
-    if kind == "hashidx-codes":
-        # Precomputed codes need no model; the torch stack is never imported on this path.
-        cf = CodeFile.load(query_file)
-        check_model(
-            query_file, cf.bits, cf.attrs.get("model_sha256"), bits, model_sha256, allow_model_mismatch, "codes"
-        )
-        root = cf.attrs.get("image_root")
-        return QuerySet(
-            list(cf.paths),
-            cf.codes,
-            [],
-            [Path(root) / p if root else None for p in cf.paths],
-            label_names(cf.labels, json.loads(cf.attrs.get("classes", "[]"))),
-        )
-    if model_path is None:
-        raise HashidxError(
-            f"{query_file}: image and feature queries are encoded by a model; pass --model RUN_DIR/model.pt"
-        )
-    from hashidx.methods.checkpoints import load_checkpoint
-    from hashidx.methods.encoder import Encoder
-
-    head, config = load_checkpoint(model_path)
-    encoder = Encoder(head, config)
-    check_model(model_path, encoder.bits, sha256_file(model_path), bits, model_sha256, allow_model_mismatch, "model")
-    if kind == "hashidx-features":
-        from hashidx.features.cache import FeatureCache
-
-        cache = FeatureCache.load(query_file)
-        encoder.check_features(cache, query_file)
-        ds = cache.dataset
-        u = encoder.embed_features(cache.features)
-        return QuerySet(
-            list(ds.paths), pack(sign(u)), [], [ds.root / p for p in ds.paths], label_names(ds.labels, ds.classes), u
-        )
-    if kind is not None:
-        raise HashidxError(
-            f"{query_file}: HDF5 of kind {kind!r}; query with an image list, a feature cache or a codes file"
-        )
-    items = read_query_file(query_file)
-    names, u, skipped = encoder.embed_named(items, query_file, batch_size, on_error)
-    files = dict(items)
-    classes = set(config.get("classes", []))
-    return QuerySet(
-        names,
-        pack(sign(u)),
-        skipped,
-        [files[n] for n in names],
-        [files[n].parent.name if files[n].parent.name in classes else None for n in names],
-        u,
+def _no_model(query_file: str | Path) -> HashidxError:
+    return HashidxError(
+        f"{query_file}: image and feature queries are encoded by a model; pass --model RUN_DIR/model.pt"
     )
+
+
+class Searcher:
+    """An index, and the model that encodes queries for it, loaded once: each query then costs only its
+    decoding, the network passes and the search (the warm path for services and notebooks).
+
+    `run_query` is one Searcher answering one query file. Without a model only codes queries are answered,
+    and the torch stack is never imported.
+    """
+
+    def __init__(
+        self,
+        index_path: str | Path,
+        model_path: str | Path | None = None,
+        nprobe: int | None = None,
+        allow_model_mismatch: bool = False,
+        runtime: str = DEFAULT_RUNTIME,
+    ):
+        self.index_path = Path(index_path)
+        self.index, self.sidecar = idx.load(index_path)
+        if self.index.ntotal == 0:
+            raise HashidxError(f"{index_path}: the index is empty; rebuild it with 'hashidx build-index CODES.h5'")
+        if nprobe is not None:
+            idx.set_nprobe(self.index, nprobe)
+        self.allow_model_mismatch = allow_model_mismatch
+        self.encoder: Any = None
+        self._table: tuple[np.ndarray, np.ndarray] | None = None
+        if model_path is not None:
+            from hashidx.methods.checkpoints import load_checkpoint
+            from hashidx.methods.encoder import Encoder
+
+            head, config = load_checkpoint(model_path)
+            self.encoder = Encoder(head, config, runtime)
+            check_model(
+                model_path,
+                self.encoder.bits,
+                sha256_file(model_path),
+                self.sidecar["bits"],
+                self.sidecar.get("model_sha256"),
+                allow_model_mismatch,
+                "model",
+            )
+
+    @property
+    def bits(self) -> int:
+        return int(self.sidecar["bits"])
+
+    def encode(self, query_file: str | Path, batch_size: int = 8, on_error: str = "fail") -> QuerySet:
+        """Queries from an image list or feature cache (encoded by the model) or a codes file; on_error="skip"
+        leaves unreadable query images out.
+
+        A query's class is known from a feature cache or codes file, or for an image in a folder named after
+        one of the model's classes (the class-folder layout).
+        """
+        query_file = Path(query_file)
+        kind = _h5_kind(query_file)
+        if kind == "hashidx-codes":
+            # Precomputed codes need no model.
+            cf = CodeFile.load(query_file)
+            check_model(
+                query_file,
+                cf.bits,
+                cf.attrs.get("model_sha256"),
+                self.bits,
+                self.sidecar.get("model_sha256"),
+                self.allow_model_mismatch,
+                "codes",
+            )
+            root = cf.attrs.get("image_root")
+            return QuerySet(
+                list(cf.paths),
+                cf.codes,
+                [],
+                [Path(root) / p if root else None for p in cf.paths],
+                label_names(cf.labels, json.loads(cf.attrs.get("classes", "[]"))),
+            )
+        if self.encoder is None:
+            raise _no_model(query_file)
+        if kind == "hashidx-features":
+            from hashidx.features.cache import FeatureCache
+
+            cache = FeatureCache.load(query_file)
+            self.encoder.check_features(cache, query_file)
+            ds = cache.dataset
+            u = self.encoder.embed_features(cache.features)
+            return QuerySet(
+                list(ds.paths),
+                pack(sign(u)),
+                [],
+                [ds.root / p for p in ds.paths],
+                label_names(ds.labels, ds.classes),
+                u,
+            )
+        if kind is not None:
+            raise HashidxError(
+                f"{query_file}: HDF5 of kind {kind!r}; query with an image list, a feature cache or a codes file"
+            )
+        return self.encode_images(read_query_file(query_file), query_file, batch_size, on_error)
+
+    def encode_images(
+        self,
+        items: Sequence[tuple[str, Path]],
+        source: str | Path = "queries",
+        batch_size: int = 8,
+        on_error: str = "fail",
+    ) -> QuerySet:
+        """Named query images through the model."""
+        if self.encoder is None:
+            raise _no_model(source)
+        names, u, skipped = self.encoder.embed_named(items, source, batch_size, on_error)
+        files = dict(items)
+        classes = set(self.encoder.config.get("classes", []))
+        return QuerySet(
+            names,
+            pack(sign(u)),
+            skipped,
+            [files[n] for n in names],
+            [files[n].parent.name if files[n].parent.name in classes else None for n in names],
+            u,
+        )
+
+    def search(self, qs: QuerySet, k: int = 20, rerank: str | int | None = None) -> Results:
+        """The k nearest per query, re-ranked by uᵀv where the queries have outputs u (`rerank`: none, ties or
+        K′; default DEFAULT_RERANK); codes queries keep the Hamming order. Ties come out by id."""
+        if k < 1:
+            raise HashidxError(f"-k {k}: ask for at least one result")
+        if qs.real is None and rerank not in (None, "none"):
+            raise HashidxError(
+                "--rerank needs the queries' network outputs; codes queries have none "
+                "(query with images or a feature cache, or use --rerank none)"
+            )
+        mode = "none" if qs.real is None else parse_rerank(DEFAULT_RERANK if rerank is None else rerank)
+        if mode != "none" and self._table is None:
+            self._table = _code_table(self.index_path, self.sidecar)
+        blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []
+        for lo in range(0, len(qs.codes), QUERY_BATCH):
+            block = qs.codes[lo : lo + QUERY_BATCH]
+            if mode == "none":
+                blocks.append((*idx.search(self.index, block, k), None))
+                continue
+            assert qs.real is not None and self._table is not None
+            dist, ids = idx.search(self.index, block, candidates_for(k, mode), whole_shell=True)
+            table_ids, table_codes = self._table
+            rows = np.searchsorted(table_ids, np.where(ids < 0, table_ids[0], ids))
+            blocks.append(rerank_candidates(dist, ids, table_codes[rows], qs.real[lo : lo + QUERY_BATCH], k, mode))
+        dist, ids = np.concatenate([b[0] for b in blocks]), np.concatenate([b[1] for b in blocks])
+        scores = None if mode == "none" else np.concatenate([b[2] for b in blocks])
+        items = _items_by_id(self.index_path, self.sidecar, ids)
+        return Results(
+            qs.names,
+            dist,
+            ids,
+            {i: it.path for i, it in items.items()},
+            qs.skipped,
+            {i: it.label for i, it in items.items() if it.label is not None},
+            {i: it.file for i, it in items.items() if it.file is not None},
+            qs.files,
+            qs.labels,
+            scores,
+            mode,
+        )
 
 
 def run_query(
@@ -163,6 +263,7 @@ def run_query(
     allow_model_mismatch: bool = False,
     on_error: str = "fail",
     rerank: str | int | None = None,
+    runtime: str = DEFAULT_RUNTIME,
 ) -> Results:
     """Encode the queries (unless they are codes already) and search the index; k results per query.
 
@@ -171,48 +272,14 @@ def run_query(
     """
     if k < 1:
         raise HashidxError(f"-k {k}: ask for at least one result")
-    index, sidecar = idx.load(index_path)
-    if index.ntotal == 0:
-        raise HashidxError(f"{index_path}: the index is empty; rebuild it with 'hashidx build-index CODES.h5'")
-    qs = query_codes(
-        query_file, model_path, sidecar["bits"], sidecar.get("model_sha256"), batch_size, allow_model_mismatch, on_error
-    )
+    searcher = Searcher(index_path, model_path, nprobe, allow_model_mismatch, runtime)
+    qs = searcher.encode(query_file, batch_size, on_error)
     if qs.real is None and rerank not in (None, "none"):
         raise HashidxError(
             f"{query_file}: --rerank needs the queries' network outputs; codes queries have none "
             "(query with images or a feature cache, or use --rerank none)"
         )
-    mode = "none" if qs.real is None else parse_rerank(DEFAULT_RERANK if rerank is None else rerank)
-    if nprobe is not None:
-        idx.set_nprobe(index, nprobe)
-    table = None if mode == "none" else _code_table(index_path, sidecar)
-    blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []
-    for lo in range(0, len(qs.codes), QUERY_BATCH):
-        block = qs.codes[lo : lo + QUERY_BATCH]
-        if table is None:
-            blocks.append((*idx.search(index, block, k), None))
-            continue
-        assert qs.real is not None
-        dist, ids = idx.search(index, block, candidates_for(k, mode), whole_shell=True)
-        table_ids, table_codes = table
-        rows = np.searchsorted(table_ids, np.where(ids < 0, table_ids[0], ids))
-        blocks.append(rerank_candidates(dist, ids, table_codes[rows], qs.real[lo : lo + QUERY_BATCH], k, mode))
-    dist, ids = np.concatenate([b[0] for b in blocks]), np.concatenate([b[1] for b in blocks])
-    scores = None if table is None else np.concatenate([b[2] for b in blocks])
-    items = _items_by_id(index_path, sidecar, ids)
-    return Results(
-        qs.names,
-        dist,
-        ids,
-        {i: it.path for i, it in items.items()},
-        qs.skipped,
-        {i: it.label for i, it in items.items() if it.label is not None},
-        {i: it.file for i, it in items.items() if it.file is not None},
-        qs.files,
-        qs.labels,
-        scores,
-        mode,
-    )
+    return searcher.search(qs, k, rerank)
 
 
 def _code_table(index_path: str | Path, sidecar: dict) -> tuple[np.ndarray, np.ndarray]:
