@@ -18,6 +18,7 @@ os.environ["HASHIDX_CACHE_DIR"] = _CACHE
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_CACHE, ignore_errors=True)
 
+
 UCMD = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "UCMerced_LandUse" / "Images"
 SLICE_CLASSES = ("agricultural", "airplane", "beach", "forest", "harbor")
 

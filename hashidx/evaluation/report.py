@@ -96,8 +96,7 @@ def _runtime_lines(rows: list[dict]) -> list[str]:
     if not rows:
         return []
     lines = [
-        "Backbone ms per image pass, both runtimes timed side by side on the same images (best of interleaved "
-        "rounds):",
+        "Backbone ms per image pass, both runtimes timed side by side on the same images (best of interleaved rounds):",
         "",
         "| batch | views | torch eager | ONNX Runtime | speed-up | max abs difference |",
         "|---:|---:|---:|---:|---:|---:|",
