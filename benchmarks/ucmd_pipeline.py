@@ -5,7 +5,8 @@ Equivalent to:
     hashidx train OUT/features.h5 --method ahcl --bits B -o OUT/ahcl-B      (for each B)
     hashidx evaluate OUT/ahcl-B
 Writes OUT/pipeline.json and prints a Markdown table with wall times. With --seeds 0,1,2 the
-trainings repeat per seed (same split) and the table adds mean ± sd; --features reuses a cache.
+trainings repeat per seed (same split) and the table adds mean ± sd; --features reuses a cache;
+--runtime torch runs the backbone in eager PyTorch (the "before" of the ONNX Runtime figures).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from hashidx.data.split import make_split, save_split
 from hashidx.evaluation.evaluate import evaluate_run
 from hashidx.features.cache import FeatureCache
 from hashidx.features.extract import DEFAULT_VIEWS, compute_features
+from hashidx.features.runtime import DEFAULT_RUNTIME, RUNTIMES
 from hashidx.io.atomic import write_json
 from hashidx.methods.runs import train_run
 from hashidx.version import __version__
@@ -38,6 +40,7 @@ def main() -> None:
     ap.add_argument("--views", type=int, default=DEFAULT_VIEWS)
     ap.add_argument("--seeds", default="0", help="training seeds; the split is always seed 0")
     ap.add_argument("--features", type=Path, help="reuse this feature cache instead of extracting")
+    ap.add_argument("--runtime", choices=RUNTIMES, default=DEFAULT_RUNTIME, help="backbone runtime for the features")
     ap.add_argument("-o", "--output", type=Path, default=Path("out/ucmd-pipeline"))
     args = ap.parse_args()
     t0 = time.perf_counter()
@@ -47,7 +50,7 @@ def main() -> None:
     else:
         ds = load_dataset(args.data)
         features_path = args.output / "features.h5"
-        compute_features(ds, "efficientnet-lite0", views=args.views).save(features_path)
+        compute_features(ds, "efficientnet-lite0", views=args.views, runtime=args.runtime).save(features_path)
     n_images = len(ds)
     t_features = time.perf_counter() - t0
     # One split (seed 0, 20% queries per class) for every code length and training seed.
@@ -75,6 +78,7 @@ def main() -> None:
         "dataset": str(args.data),
         "n_images": n_images,
         "views": args.views,
+        "runtime": FeatureCache.load(features_path).runtime,
         "seeds": seeds,
         "features_s": t_features,
         "total_s": total,
@@ -87,8 +91,8 @@ def main() -> None:
     }
     write_json(args.output / "pipeline.json", report)
     print(
-        f"features: {n_images} images x {args.views} views in {t_features:.0f}s; total {total:.0f}s "
-        f"on {os.cpu_count()} CPUs"
+        f"features ({report['runtime']}): {n_images} images x {args.views} views in {t_features:.0f}s; "
+        f"total {total:.0f}s on {os.cpu_count()} CPUs"
     )
     print("| bits | seed | mAP | mAP@100 | P@10 | P@H≤2 | training (s) |")
     print("|---:|---:|---:|---:|---:|---:|---:|")

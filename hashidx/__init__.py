@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from hashidx.methods.symmetric import train_symmetric
     from hashidx.methods.training import TrainConfig
     from hashidx.results.gallery import write_gallery
-    from hashidx.results.query import run_query, write_results
+    from hashidx.results.query import Searcher, run_query, write_results
 
 _api, __getattr__, __dir__ = lazy_exports(__name__)
 __all__ = ["__version__", *_api]

@@ -17,7 +17,7 @@ def python_blocks(page: Path) -> list[str]:
 
 @pytest.mark.realdata
 def test_python_api_page_runs_on_a_slice(ucmd_slice, tmp_path, monkeypatch):
-    first, second = python_blocks(ROOT / "docs" / "python-api.md")
+    first, second, warm = python_blocks(ROOT / "docs" / "python-api.md")
     assert 'DATA = Path("../shared/datasets/UCMerced_LandUse/Images")' in first
     first = first.replace('Path("../shared/datasets/UCMerced_LandUse/Images")', f"Path({str(ucmd_slice)!r})")
     monkeypatch.chdir(tmp_path)
@@ -33,6 +33,11 @@ def test_python_api_page_runs_on_a_slice(ucmd_slice, tmp_path, monkeypatch):
     assert (distances[:, 0] == 0).all()  # a database code finds its own code at distance 0
     for d, i in zip(distances.tolist(), ids.tolist()):
         assert list(zip(d, i)) == sorted(zip(d, i))  # ranked by (distance, id)
+    exec(compile(warm, "python-api.md#3", "exec"), scope)
+    hits = scope["hits"]
+    assert hits.queries == ["my query"] and hits.ids.shape == (1, 5) and hits.scores is not None
+    # the warm searcher answers as the one-shot run_query does
+    assert scope["results"].ids[0][:5].tolist() == hits.ids[0].tolist()
 
 
 def test_readme_is_a_landing_page():

@@ -259,7 +259,7 @@ class FeatureExtractor:
         self.std = torch.tensor(spec.std).view(1, 3, 1, 1)
         self._twins: dict[tuple[int, int], Any] = {}
 
-    def _twin(self, height: int, width: int) -> Any:
+    def twin(self, height: int, width: int) -> Any:
         """The ONNX Runtime twin for this input size, or None where it fell back to torch."""
         if (height, width) not in self._twins:
             from hashidx.features.runtime import onnx_twin
@@ -278,7 +278,7 @@ class FeatureExtractor:
         for t in range(views):
             xt = torch.rot90(x, t % 4, dims=(2, 3))
             turned.append(torch.flip(xt, dims=(3,)) if t >= 4 else xt)
-        twin = self._twin(x.shape[2], x.shape[3]) if self.runtime == "onnx" else None
+        twin = self.twin(x.shape[2], x.shape[3]) if self.runtime == "onnx" else None
         if twin is not None:
             # All views in one call: ONNX Runtime runs a batch of 8B faster per image than 8 batches of B
             # (benchmarks/runtimes.py); eager torch does not, so it keeps one call per view.

@@ -15,7 +15,7 @@ from hashidx.features.backbones import FeatureExtractor, backbone_spec, recorded
 from hashidx.features.cache import FeatureCache
 from hashidx.features.extract import extract
 from hashidx.features.runtime import DEFAULT_RUNTIME, check_runtime
-from hashidx.methods.finetune import embed_images, load_crops
+from hashidx.methods.finetune import embed_images, load_crops, onnx_outputs
 
 
 class Encoder:
@@ -23,7 +23,8 @@ class Encoder:
 
     def __init__(self, head: nn.Module, config: dict, runtime: str = DEFAULT_RUNTIME):
         self.head, self.config, self.runtime = head, config, check_runtime(runtime)
-        self._extractor: FeatureExtractor | None = None
+        self._extractor: Any = None  # FeatureExtractor, or a fine-tuned network's ONNX twin
+        self._prepared = False
 
     @property
     def bits(self) -> int:
@@ -83,25 +84,44 @@ class Encoder:
         u, kept, skipped = self.embed_images(paths, batch_size, on_error)
         return pack(sign(u)), kept, skipped
 
-    def embed_images(
-        self, paths: Sequence[Path], batch_size: int = 8, on_error: str = "fail"
-    ) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str]]]:
-        """`encode_images` before the sign: real-valued outputs, kept positions, skipped (position, reason)."""
+    def prepare(self) -> Any:
+        """Build the network that image queries pass (once): the frozen backbone with its ONNX twin at the
+        model's image size, or a fine-tuned network's twin (None: it runs in torch). A warm process pays this
+        before its first query."""
+        if self._prepared:
+            return self._extractor
         if self.finetuned:
-            pixels, kept, skipped = load_crops(paths, on_error, desc="encode images")
-            u = embed_images(self.head, pixels, runtime=self.runtime, config=self.config)
-            return u, np.asarray(kept, dtype=np.int64), skipped
+            # On a GPU (training's own database pass) the network stays in torch.
+            on_cpu = next(self.head.parameters()).device.type == "cpu"
+            self._extractor = (
+                onnx_outputs(self.head, self.config["backbone"]) if self.runtime == "onnx" and on_cpu else None
+            )
+            self._prepared = True
+            return self._extractor
         spec = backbone_spec(self.config["backbone"])
         if self.layers != spec.layers:
             raise HashidxError(
                 f"this model was trained on {self.layers} of {spec.name}, and this hashidx extracts "
                 f"{spec.layers}: retrain the model ('hashidx train') to encode images with it"
             )
-        if self._extractor is None:
-            self._extractor = FeatureExtractor(spec, self.config.get("weights", "imagenet"), self.runtime)
+        self._extractor = FeatureExtractor(spec, self.config.get("weights", "imagenet"), self.runtime)
+        if self.runtime == "onnx":
+            size = int(self.config["image_size"])
+            self._extractor.twin(size, size)
+        self._prepared = True
+        return self._extractor
+
+    def embed_images(
+        self, paths: Sequence[Path], batch_size: int = 8, on_error: str = "fail"
+    ) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str]]]:
+        """`encode_images` before the sign: real-valued outputs, kept positions, skipped (position, reason)."""
+        if self.finetuned:
+            pixels, kept, skipped = load_crops(paths, on_error, desc="encode images")
+            u = embed_images(self.head, pixels, twin=self.prepare())
+            return u, np.asarray(kept, dtype=np.int64), skipped
         state = extract(
             paths,
-            self._extractor,
+            self.prepare(),
             int(self.config["image_size"]),
             int(self.config["views"]),
             batch_size,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -144,26 +145,22 @@ class _Outputs(nn.Module):
         return self.net(x)[0]
 
 
+def onnx_outputs(net: nn.Module, backbone: str) -> Any:
+    """The ONNX Runtime twin of a fine-tuned HashNet's outputs u for 224 px crops, or None where it fell back."""
+    from hashidx.features.runtime import onnx_twin
+
+    identity = {"module": "hash network", "backbone": backbone, "bands": 3}
+    return onnx_twin(_Outputs(net.eval()), "fine-tuned network", identity, (3, CROP, CROP))
+
+
 def embed_images(
-    net: nn.Module,
-    pixels: torch.Tensor,
-    device: torch.device | None = None,
-    batch_size: int = 64,
-    runtime: str = "torch",
-    config: dict | None = None,
+    net: nn.Module, pixels: torch.Tensor, device: torch.device | None = None, batch_size: int = 64, twin: Any = None
 ) -> np.ndarray:
     """Outputs u of a fine-tuned HashNet for uint8 crops (eval mode), through the training loop's own
-    batching and autocast (Network.embed), or with runtime "onnx" on the CPU through its ONNX Runtime twin."""
+    batching and autocast (Network.embed), or through `twin` (onnx_outputs) where given."""
+    if twin is not None:
+        blocks = [twin(pixels[s : s + batch_size].float().numpy() / 255.0) for s in range(0, len(pixels), batch_size)]
+        return np.concatenate(blocks) if blocks else np.zeros((0, net.hash.out_features), np.float32)  # type: ignore[union-attr, arg-type]
     device = device or next(net.parameters()).device
-    if runtime == "onnx" and device.type == "cpu" and config is not None:
-        from hashidx.features.runtime import onnx_twin
-
-        identity = {"module": "hash network", "backbone": config["backbone"], "bands": 3}
-        twin = onnx_twin(_Outputs(net.eval()), "fine-tuned network", identity, tuple(pixels.shape[1:]))
-        if twin is not None:
-            blocks = [
-                twin(pixels[s : s + batch_size].float().numpy() / 255.0) for s in range(0, len(pixels), batch_size)
-            ]
-            return np.concatenate(blocks) if blocks else np.zeros((0, int(config["bits"])), np.float32)
     inference = Network(net, None, None, ImageInputs(pixels), device, amp=device.type == "cuda")
     return inference.embed(np.arange(len(pixels)), batch_size)

@@ -7,6 +7,6 @@ from hashidx.io.lazy import lazy_exports
 # The names this subpackage exports; each loads its module on first use (hashidx.io.lazy).
 if TYPE_CHECKING:
     from hashidx.results.gallery import write_gallery
-    from hashidx.results.query import Results, run_query, write_results
+    from hashidx.results.query import Results, Searcher, run_query, write_results
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__)

@@ -137,6 +137,14 @@ class Searcher:
     def bits(self) -> int:
         return int(self.sidecar["bits"])
 
+    def warm(self) -> Searcher:
+        """Load now what the first image query would: the network (and its ONNX twin), and the codes re-ranking
+        reads."""
+        if self.encoder is not None:
+            self.encoder.prepare()
+            self._table = self._table or _code_table(self.index_path, self.sidecar)
+        return self
+
     def encode(self, query_file: str | Path, batch_size: int = 8, on_error: str = "fail") -> QuerySet:
         """Queries from an image list or feature cache (encoded by the model) or a codes file; on_error="skip"
         leaves unreadable query images out.

@@ -255,3 +255,13 @@ def test_resumed_finetune_with_augmentation_matches_an_uninterrupted_one(ucmd_sl
     state_b, v_b = run(2, Checkpointing(tmp_path / "resume.pt", "same", resume=True))
     assert np.array_equal(v_a, v_b)
     assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)
+
+
+def test_finetuned_query_passes_on_onnx_runtime_give_torch_codes(finetuned, ucmd_slice):
+    from hashidx.methods.encoder import Encoder
+
+    head, config = load_checkpoint(finetuned / "model.pt")
+    paths = sorted(ucmd_slice.glob("*/*"))[::10]
+    u = {rt: Encoder(head, config, rt).embed_images(paths)[0] for rt in ("torch", "onnx")}
+    assert np.abs(u["torch"] - u["onnx"]).max() <= 1e-4
+    np.testing.assert_array_equal(u["torch"] > 0, u["onnx"] > 0)
