@@ -117,3 +117,19 @@ def decode_ahead(
             yield pending.popleft().result()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def keep_readable(
+    decoded: list[tuple[int, np.ndarray | HashidxError]], on_error: str, skipped: list[tuple[int, str]]
+) -> tuple[list[int], list[np.ndarray]]:
+    """Positions and arrays of a decoded chunk; an unreadable image raises (on_error "fail") or joins `skipped`."""
+    ok, arrays = [], []
+    for i, item in decoded:
+        if isinstance(item, HashidxError):
+            if on_error != "skip":
+                raise item
+            skipped.append((i, str(item)))
+        else:
+            ok.append(i)
+            arrays.append(item)
+    return ok, arrays

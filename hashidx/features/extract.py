@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from hashidx.data.datasets import Dataset
-from hashidx.data.images import DECODE_WORKERS, decode_ahead, load_image
+from hashidx.data.images import DECODE_WORKERS, decode_ahead, keep_readable, load_image
 from hashidx.errors import HashidxError
 from hashidx.features.backbones import FeatureExtractor, backbone_spec, check_views
 from hashidx.features.cache import FeatureCache
@@ -74,15 +74,7 @@ def extract(
     chunks = [range(start, min(start + batch_size, len(paths))) for start in starts]
     decoded = decode_ahead(paths, functools.partial(load_image, size=image_size), chunks, workers)
     for b, (start, batch_items) in enumerate(progress(zip(starts, decoded), desc, total=len(starts), unit="batch"), 1):
-        ok, arrays = [], []
-        for i, item in batch_items:
-            if isinstance(item, HashidxError):
-                if on_error != "skip":
-                    raise item
-                skipped.append((i, str(item)))
-            else:
-                ok.append(i)
-                arrays.append(item)
+        ok, arrays = keep_readable(batch_items, on_error, skipped)
         if arrays:
             batch = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
             feats.append(extractor(batch, views).numpy())

