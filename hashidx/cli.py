@@ -40,6 +40,13 @@ def _one_line_errors(fn):
         except Exception as exc:  # the last line of defence: no tracebacks without --debug
             if ctx.obj.get("debug"):
                 raise
+            if isinstance(exc, OSError) and exc.filename:
+                from hashidx.io.atomic import output_error
+
+                known = output_error(exc, exc.filename)  # a full disk or the like outside an atomic write
+                if known is not None:
+                    click.echo(f"error: {known}", err=True)
+                    sys.exit(1)
             click.echo(
                 f"error: unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", err=True
             )
@@ -108,6 +115,21 @@ LABELS_OPTION = click.option(
     help="Multi-label annotations of DATA's images instead of class folders: a table in the UC Merced "
     "multi-label layout (header IMAGE\\LABEL<TAB>name..., 0/1 columns) or path<TAB>label1,label2 lines.",
 )
+
+
+def _no_wait(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    from hashidx.io.locks import set_wait
+
+    set_wait(not value)
+
+
+NO_WAIT_OPTION = click.option(
+    "--no-wait",
+    is_flag=True,
+    expose_value=False,
+    callback=_no_wait,
+    help="If another hashidx is writing the same output, fail at once instead of waiting for it.",
+)
 RUNTIME_OPTION = click.option(
     "--runtime",
     type=click.Choice(["onnx", "torch"]),
@@ -153,6 +175,7 @@ RERANK_OPTION = click.option(
 )
 @LABELS_OPTION
 @RUNTIME_OPTION
+@NO_WAIT_OPTION
 @_one_line_errors
 def features(
     data: Path,
@@ -256,6 +279,7 @@ def features(
 @click.option("--augment", is_flag=True, help="With --finetune: random 90° rotations and flips of the training images.")
 @LABELS_OPTION
 @RUNTIME_OPTION
+@NO_WAIT_OPTION
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Run folder to write.")
 @_one_line_errors
 def train(
@@ -333,6 +357,7 @@ def train(
 @click.option(
     "-o", "--output", required=True, type=click.Path(path_type=Path), help="Index file (+ OUTPUT.json sidecar)."
 )
+@NO_WAIT_OPTION
 @_one_line_errors
 def build_index(codes: Path, index_type: str, nlist: int | None, nprobe: int | None, hnsw_m: int, output: Path) -> None:
     """Load database codes (codes.h5) into a FAISS binary index with ids."""
@@ -354,6 +379,7 @@ def build_index(codes: Path, index_type: str, nlist: int | None, nprobe: int | N
 @click.option("--allow-model-mismatch", is_flag=True, help="Add even if the model is not the one the codes came from.")
 @ON_ERROR_OPTION
 @RUNTIME_OPTION
+@NO_WAIT_OPTION
 @_one_line_errors
 def add(
     index_path: Path,

@@ -29,13 +29,13 @@ from hashidx.data.labels import read_label_table, relabel
 from hashidx.data.split import make_split, save_split
 from hashidx.errors import HashidxError
 from hashidx.evaluation.evaluate import TIE_RULE, evaluate_run
-from hashidx.evaluation.report import write_report
+from hashidx.evaluation.report import pyplot, write_report
 from hashidx.features.backbones import DEFAULT_BACKBONE, BackboneSpec, FeatureExtractor, backbone_spec
 from hashidx.features.cache import FeatureCache
 from hashidx.features.extract import DEFAULT_VIEWS, extract
 from hashidx.features.runtime import DEFAULT_RUNTIME, RUNTIMES
 from hashidx.index import indexes as idx
-from hashidx.io.atomic import write_json
+from hashidx.io.atomic import check_room, write_json
 from hashidx.io.progress import progress
 from hashidx.methods.ahcl import train_ahcl
 from hashidx.methods.checkpoints import load_checkpoint
@@ -184,12 +184,16 @@ def run_bench(
     Backbone passes run on `runtime`; the report also times both runtimes side by side on the first images.
     """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise HashidxError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+    pyplot()  # the report's last step needs it: say so now, not after the runs
     t_start = time.perf_counter()
     ds = load_dataset(data)
+    dim = backbone_spec(backbone).feature_dim
+    # features.h5, then per run a model (~2 MB for the head) and codes; with slack
+    check_room(out, 2 * len(ds) * dim * 4 + len(methods) * len(bits_list) * (4 << 20), "the benchmark")
+    out.mkdir(parents=True, exist_ok=True)
     if labels is not None:
         ds = relabel(ds, read_label_table(labels), labels)
     multilabel = ds.labels.ndim == 2

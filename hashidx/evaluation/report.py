@@ -8,11 +8,14 @@ from hashidx.errors import HashidxError
 from hashidx.io.atomic import atomic_path
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the Agg backend, or a one-line error saying how to get it."""
     try:
         import matplotlib
     except ImportError:
-        raise HashidxError("the benchmark report needs matplotlib; pip install 'hashidx[bench]'") from None
+        raise HashidxError(
+            "the benchmark report needs matplotlib; pip install matplotlib (a hashidx dependency)"
+        ) from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -25,7 +28,7 @@ def _save(fig, path: Path) -> None:
 
 
 def plot_map_vs_bits(report: dict, path: Path) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.6))
     for method in dict.fromkeys(r["method"] for r in report["results"]):
         rows = [r for r in report["results"] if r["method"] == method]
@@ -40,7 +43,7 @@ def plot_map_vs_bits(report: dict, path: Path) -> None:
 
 def plot_curves(report: dict, path: Path, kind: str) -> None:
     """PR curves (kind='pr') or precision@k curves (kind='pk'), one panel per code length."""
-    plt = _pyplot()
+    plt = pyplot()
     bits_list = sorted({r["bits"] for r in report["results"]})
     fig, axes = plt.subplots(1, len(bits_list), figsize=(4.2 * len(bits_list), 3.6), squeeze=False)
     for ax, bits in zip(axes[0], bits_list):
@@ -62,7 +65,7 @@ def plot_curves(report: dict, path: Path, kind: str) -> None:
 
 
 def plot_scaling(report: dict, path: Path) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     rows = report["scaling"]
     fig, ax = plt.subplots(figsize=(5.4, 3.6))
     ns = [r["n"] for r in rows]

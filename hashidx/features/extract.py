@@ -19,7 +19,8 @@ from hashidx.errors import HashidxError
 from hashidx.features.backbones import FeatureExtractor, backbone_spec, check_views
 from hashidx.features.cache import FeatureCache
 from hashidx.features.runtime import DEFAULT_RUNTIME
-from hashidx.io.atomic import atomic_path
+from hashidx.io.atomic import atomic_path, check_room
+from hashidx.io.locks import writing
 from hashidx.io.progress import progress
 
 # Aerial scenes have no canonical orientation; averaging over 8 orientations is the measured
@@ -224,9 +225,12 @@ def extract_to(
 ) -> FeatureCache:
     """compute_features, saved to `output`; progress is kept in OUTPUT.partial until then, so a rerun resumes."""
     partial = partial_path(output)
-    cache = compute_features(
-        ds, backbone, image_size, views, batch_size, on_error, partial, checkpoint_every, weights, runtime
-    )
-    cache.save(output)
-    partial.unlink(missing_ok=True)
+    # The cache and its .partial twin side by side, before minutes of backbone passes.
+    check_room(output, 2 * len(ds) * backbone_spec(backbone).feature_dim * 4 + (1 << 20), "the feature cache")
+    with writing(output):  # one extraction per output: two would append to one .partial file
+        cache = compute_features(
+            ds, backbone, image_size, views, batch_size, on_error, partial, checkpoint_every, weights, runtime
+        )
+        cache.save(output)
+        partial.unlink(missing_ok=True)
     return cache

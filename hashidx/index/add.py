@@ -18,6 +18,7 @@ from hashidx.features.runtime import DEFAULT_RUNTIME
 from hashidx.index import indexes as idx
 from hashidx.index.indexes import check_model
 from hashidx.io.atomic import sha256_file
+from hashidx.io.locks import writing
 from hashidx.methods.checkpoints import load_checkpoint
 from hashidx.methods.encoder import Encoder
 
@@ -40,7 +41,7 @@ def add_images(
     """Encode the images with the model (backbone on `runtime`) and add them to the index; returns (new sidecar,
     skipped)."""
     index_path = Path(index_path)
-    index, sidecar = idx.load(index_path)
+    _, sidecar = idx.load(index_path)  # checked before the images' encoding, the long part
     head, config = load_checkpoint(model_path)
     encoder = Encoder(head, config, runtime)
     model_sha = sha256_file(model_path)
@@ -51,15 +52,32 @@ def add_images(
     names, codes, skipped = encoder.encode_named(items, source, batch_size, on_error)
     where = dict(items)
     files = tuple(str(where[n]) for n in names)  # resolved: a gallery finds the pixels wherever the list was
+    with writing(index_path):
+        # Read again under the lock: another `add` may have landed while these images were encoded.
+        index, sidecar = idx.load(index_path)
+        return _append(index_path, index, sidecar, codes, tuple(names), files, model_sha), skipped
+
+
+def _append(
+    index_path: Path,
+    index: faiss.IndexBinary,
+    sidecar: dict,
+    codes: np.ndarray,
+    added: tuple[str, ...],
+    files: tuple[str, ...],
+    model_sha: str,
+) -> dict:
+    """Give the codes the ids after the index's and write the added-codes file, then the index and sidecar."""
     id_map = index.id_map  # type: ignore[attr-defined]  # an IndexBinaryIDMap2, which the stubs do not say
     existing = faiss.vector_to_array(id_map) if index.ntotal else np.empty(0, np.int64)
-    start = int(existing.max()) + 1 if len(existing) else 0
-    ids = np.arange(start, start + len(names), dtype=np.int64)
-    added = tuple(names)
-
     extra = added_path(index_path)
-    if extra.exists() and sidecar.get("added_file"):
-        old = CodeFile.load(extra)
+    old = CodeFile.load(extra) if extra.exists() and sidecar.get("added_file") else None
+    # Past the added file's ids too: a kill between its write and the index's leaves ids only it knows.
+    start = max(
+        [int(existing.max()) + 1 if len(existing) else 0, *([int(old.ids.max()) + 1] if old and len(old.ids) else [])]
+    )
+    ids = np.arange(start, start + len(added), dtype=np.int64)
+    if old is not None:
         codes_all, ids_all, names_all = (
             np.concatenate([old.codes, codes]),
             np.concatenate([old.ids, ids]),
@@ -95,4 +113,4 @@ def add_images(
         {"method": sidecar.get("method"), "model_sha256": sidecar.get("model_sha256")},
         codes_sha256=sidecar.get("codes_sha256"),
     )
-    return new, skipped
+    return new

@@ -15,6 +15,7 @@ import numpy as np
 from hashidx.codes.codefile import CodeFile
 from hashidx.errors import HashidxError
 from hashidx.io.atomic import atomic_path, sha256_file, write_json
+from hashidx.io.locks import writing
 from hashidx.version import __version__
 
 INDEX_TYPES = ("flat", "ivf", "hnsw")
@@ -142,7 +143,8 @@ def build_file(
     if len(cf.codes) == 0:
         raise HashidxError(f"{codes_path}: no codes to index; train a run on a non-empty database")
     index, params = build(cf.codes, cf.ids, index_type, nlist, nprobe, hnsw_m)
-    return save(index, path, params, codes_path, cf.attrs)
+    with writing(path):
+        return save(index, path, params, codes_path, cf.attrs)
 
 
 def save(

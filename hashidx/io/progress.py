@@ -30,3 +30,8 @@ def progress(
 def warn(message: str) -> None:
     """'warning: message' on stderr, above any progress bar; --quiet silences bars, never warnings."""
     tqdm.write(f"warning: {message}", file=sys.stderr)
+
+
+def say(message: str) -> None:
+    """A line on stderr, above any progress bar (what a long wait is waiting for)."""
+    tqdm.write(message, file=sys.stderr)

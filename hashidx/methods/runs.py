@@ -21,7 +21,8 @@ from hashidx.features.backbones import DEFAULT_BACKBONE, backbone_spec, weights_
 from hashidx.features.cache import FeatureCache
 from hashidx.features.extract import DEFAULT_VIEWS, extract_to
 from hashidx.features.runtime import DEFAULT_RUNTIME
-from hashidx.io.atomic import sha256_file, write_json
+from hashidx.io.atomic import check_room, output_folder, sha256_file, write_json
+from hashidx.io.locks import writing
 from hashidx.methods.ahcl import train_ahcl
 from hashidx.methods.baselines import fit_itq, fit_lsh
 from hashidx.methods.checkpoints import save_checkpoint
@@ -147,180 +148,192 @@ def train_run(
             "(class folders or a list file), not a feature cache"
         )
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    if finetune:
-        cache, features_path, ds = None, None, load_dataset(source)
-        torch_device = resolve_device(device)
-    else:
-        cache, features_path = load_or_extract(
-            source, out, backbone, image_size, views, batch_size, on_error, resume, weights, runtime
-        )
-        ds = cache.dataset
-    if labels is not None:
-        ds = relabel(ds, read_label_table(labels), labels)
-    t_features = time.perf_counter() - t0
-    # The split has its own seed so that changing the training seed keeps the evaluation protocol.
-    split: Split = load_split(split_path) if split_path else make_split(ds, query_fraction, split_seed)
-    query_idx, db_idx = split.indices(ds)
-    save_split(split, out / "split.json")
-    pool = pool_positions(len(db_idx), train_pool, seed)
-    config = replace(config or TrainConfig(), bits=bits, seed=seed)
-    db_labels, db_paths = ds.labels[db_idx], split.database
-    if labels_only is not None:
-        extra = read_labels(labels_only)
-        clash = set(extra.paths).intersection(split.database)
-        if clash:
-            raise HashidxError(
-                f"{labels_only}: {len(clash)} item(s) are also database images, e.g. {next(iter(clash))!r}; "
-                "list only items without features"
-            )
-        db_labels = np.concatenate([db_labels, extra.aligned(ds.classes, labels_only)])
-        db_paths = split.database + extra.paths
-    skipped = [] if cache is None else list(cache.skipped)
-    if finetune:
-        spec = backbone_spec(backbone)
-        model_config = {
-            "method": method,
-            "bits": bits,
-            "backbone": backbone,
-            "image_size": CROP,
-            "resize": RESIZE,
-            "views": 1,
-            "feature_dim": spec.feature_dim,
-            "layers": spec.layers,
-            "classes": list(ds.classes),
-            "multilabel": ds.labels.ndim == 2,
-            "finetune": True,
-            "weights": weights_label(spec, weights),
-            "augment": augment,
-            "preprocessing": f"resize to {RESIZE}x{RESIZE}, centre crop {CROP}, (x-mean)/std of the backbone",
-            "seed": seed,
-            "hashidx_version": __version__,
-        }
-        pixels, kept, bad = load_crops([ds.absolute(i) for i in db_idx[pool]], on_error, desc="load pool images")
-        skipped += [(ds.paths[db_idx[pool[i]]], reason) for i, reason in bad]
-        pool = pool[kept]  # an unreadable pool image still gets an AHCL code from its label
-        if len(pool) == 0:
-            raise HashidxError(f"{source}: none of the pool's images could be read; first: {bad[0][1]}")
-        inputs = finetune_network(backbone, weights, pixels, len(ds.classes), config, torch_device, augment)
-        t_features = time.perf_counter() - t0  # here: loading the pool's images and the backbone
-        data_id = hashlib.sha256(
-            "\n".join([str(ds.root.resolve()), backbone, weights, str(augment), *ds.paths]).encode()
-        ).hexdigest()
-    else:
-        assert cache is not None and features_path is not None  # the frozen path always has its feature cache
-        model_config = {
-            "method": method,
-            "bits": bits,
-            "backbone": cache.backbone,
-            "image_size": cache.image_size,
-            "views": cache.views,
-            "weights": cache.weights,
-            "layers": cache.layers,
-            "runtime": cache.runtime,
-            "feature_dim": int(cache.features.shape[1]),
-            "classes": list(ds.classes),
-            "multilabel": ds.labels.ndim == 2,
-            "hidden": config.hidden,
-            "dropout": config.dropout,
-            "feature_normalisation": "standardise with the training pool's mean/std (buffers in state_dict)",
-            "seed": seed,
-            "hashidx_version": __version__,
-        }
-        inputs = cache.features[db_idx[pool]]
-        data_id = sha256_file(features_path)
-    fingerprint = json.dumps(
-        {
-            "method": method,
-            "config": config.to_json(),
-            "features": data_id,
-            "split": sha256_file(out / "split.json"),
-            "pool": pool.tolist(),
-            "labels_only": None if labels_only is None else sha256_file(labels_only),
-            "labels": None if labels is None else sha256_file(labels),
-        }
-    )
-    if checkpoint_every < 1:
-        raise HashidxError(f"--checkpoint-every {checkpoint_every}: use a number of iterations >= 1")
-    checkpointing = Checkpointing(
-        out / "resume.pt", hashlib.sha256(fingerprint.encode()).hexdigest(), resume, checkpoint_every
-    )
-    t1 = time.perf_counter()
-    if method == "ahcl":
-        head, v, log = train_ahcl(inputs, db_labels, len(ds.classes), config, pool, checkpointing)
-        t_train, t_db = time.perf_counter() - t1, 0.0
-        codes = pack(v)
-    else:
-        if method == "symmetric":
-            head, log = train_symmetric(inputs, db_labels[pool], len(ds.classes), config, checkpointing)
-        else:
-            assert isinstance(inputs, np.ndarray)  # itq and lsh are refused with --finetune above
-            head, log = (fit_itq if method == "itq" else fit_lsh)(inputs, bits, seed), {"iterations": []}
-        t_train = time.perf_counter() - t1
+    # One writer per run folder; a failed run leaves no folder it created behind, unless it can resume.
+    with writing(out), output_folder(out, keep="resume.pt"):
+        t0 = time.perf_counter()
         if finetune:
-            # Symmetric codes need every database image through the whole fine-tuned network.
-            codes = Encoder(head, model_config, runtime).encode_images([ds.absolute(i) for i in db_idx])[0]
+            cache, features_path, ds = None, None, load_dataset(source)
+            torch_device = resolve_device(device)
         else:
-            assert cache is not None
-            # The head's share of database encoding; the backbone's share was the feature extraction.
-            codes = Encoder(head, model_config).encode_features(cache.features[db_idx])
-        t_db = time.perf_counter() - t1 - t_train
-    save_checkpoint(out / "model.pt", head, model_config)
-    CodeFile(
-        codes,
-        np.arange(len(db_labels), dtype=np.int64),
-        db_paths,
-        db_labels,
-        bits,
-        method,
-        {
-            "model_sha256": sha256_file(out / "model.pt"),
-            "split_sha256": sha256_file(out / "split.json"),
-            "encoding": ENCODING[method],
+            cache, features_path = load_or_extract(
+                source, out, backbone, image_size, views, batch_size, on_error, resume, weights, runtime
+            )
+            ds = cache.dataset
+        if labels is not None:
+            ds = relabel(ds, read_label_table(labels), labels)
+        t_features = time.perf_counter() - t0
+        # model.pt and resume.pt (weights, SGD momentum and more), each a few times the network; say so now,
+        # not after the training.
+        weights_n = (20_000_000 if finetune else 0) + backbone_spec(
+            cache.backbone if cache else backbone
+        ).feature_dim * ((config or TrainConfig()).hidden)
+        check_room(out, 16 * weights_n + len(ds) * 64, "the run")
+        # The split has its own seed so that changing the training seed keeps the evaluation protocol.
+        split: Split = load_split(split_path) if split_path else make_split(ds, query_fraction, split_seed)
+        query_idx, db_idx = split.indices(ds)
+        save_split(split, out / "split.json")
+        pool = pool_positions(len(db_idx), train_pool, seed)
+        config = replace(config or TrainConfig(), bits=bits, seed=seed)
+        db_labels, db_paths = ds.labels[db_idx], split.database
+        if labels_only is not None:
+            extra = read_labels(labels_only)
+            clash = set(extra.paths).intersection(split.database)
+            if clash:
+                raise HashidxError(
+                    f"{labels_only}: {len(clash)} item(s) are also database images, e.g. {next(iter(clash))!r}; "
+                    "list only items without features"
+                )
+            db_labels = np.concatenate([db_labels, extra.aligned(ds.classes, labels_only)])
+            db_paths = split.database + extra.paths
+        skipped = [] if cache is None else list(cache.skipped)
+        if finetune:
+            spec = backbone_spec(backbone)
+            model_config = {
+                "method": method,
+                "bits": bits,
+                "backbone": backbone,
+                "image_size": CROP,
+                "resize": RESIZE,
+                "views": 1,
+                "feature_dim": spec.feature_dim,
+                "layers": spec.layers,
+                "classes": list(ds.classes),
+                "multilabel": ds.labels.ndim == 2,
+                "finetune": True,
+                "weights": weights_label(spec, weights),
+                "augment": augment,
+                "preprocessing": f"resize to {RESIZE}x{RESIZE}, centre crop {CROP}, (x-mean)/std of the backbone",
+                "seed": seed,
+                "hashidx_version": __version__,
+            }
+            pixels, kept, bad = load_crops([ds.absolute(i) for i in db_idx[pool]], on_error, desc="load pool images")
+            skipped += [(ds.paths[db_idx[pool[i]]], reason) for i, reason in bad]
+            pool = pool[kept]  # an unreadable pool image still gets an AHCL code from its label
+            if len(pool) == 0:
+                raise HashidxError(f"{source}: none of the pool's images could be read; first: {bad[0][1]}")
+            inputs = finetune_network(backbone, weights, pixels, len(ds.classes), config, torch_device, augment)
+            t_features = time.perf_counter() - t0  # here: loading the pool's images and the backbone
+            data_id = hashlib.sha256(
+                "\n".join([str(ds.root.resolve()), backbone, weights, str(augment), *ds.paths]).encode()
+            ).hexdigest()
+        else:
+            assert cache is not None and features_path is not None  # the frozen path always has its feature cache
+            model_config = {
+                "method": method,
+                "bits": bits,
+                "backbone": cache.backbone,
+                "image_size": cache.image_size,
+                "views": cache.views,
+                "weights": cache.weights,
+                "layers": cache.layers,
+                "runtime": cache.runtime,
+                "feature_dim": int(cache.features.shape[1]),
+                "classes": list(ds.classes),
+                "multilabel": ds.labels.ndim == 2,
+                "hidden": config.hidden,
+                "dropout": config.dropout,
+                "feature_normalisation": "standardise with the training pool's mean/std (buffers in state_dict)",
+                "seed": seed,
+                "hashidx_version": __version__,
+            }
+            inputs = cache.features[db_idx[pool]]
+            data_id = sha256_file(features_path)
+        fingerprint = json.dumps(
+            {
+                "method": method,
+                "config": config.to_json(),
+                "features": data_id,
+                "split": sha256_file(out / "split.json"),
+                "pool": pool.tolist(),
+                "labels_only": None if labels_only is None else sha256_file(labels_only),
+                "labels": None if labels is None else sha256_file(labels),
+            }
+        )
+        if checkpoint_every < 1:
+            raise HashidxError(f"--checkpoint-every {checkpoint_every}: use a number of iterations >= 1")
+        checkpointing = Checkpointing(
+            out / "resume.pt", hashlib.sha256(fingerprint.encode()).hexdigest(), resume, checkpoint_every
+        )
+        t1 = time.perf_counter()
+        if method == "ahcl":
+            head, v, log = train_ahcl(inputs, db_labels, len(ds.classes), config, pool, checkpointing)
+            t_train, t_db = time.perf_counter() - t1, 0.0
+            codes = pack(v)
+        else:
+            if method == "symmetric":
+                head, log = train_symmetric(inputs, db_labels[pool], len(ds.classes), config, checkpointing)
+            else:
+                assert isinstance(inputs, np.ndarray)  # itq and lsh are refused with --finetune above
+                head, log = (fit_itq if method == "itq" else fit_lsh)(inputs, bits, seed), {"iterations": []}
+            t_train = time.perf_counter() - t1
+            if finetune:
+                # Symmetric codes need every database image through the whole fine-tuned network.
+                codes = Encoder(head, model_config, runtime).encode_images([ds.absolute(i) for i in db_idx])[0]
+            else:
+                assert cache is not None
+                # The head's share of database encoding; the backbone's share was the feature extraction.
+                codes = Encoder(head, model_config).encode_features(cache.features[db_idx])
+            t_db = time.perf_counter() - t1 - t_train
+        save_checkpoint(out / "model.pt", head, model_config)
+        CodeFile(
+            codes,
+            np.arange(len(db_labels), dtype=np.int64),
+            db_paths,
+            db_labels,
+            bits,
+            method,
+            {
+                "model_sha256": sha256_file(out / "model.pt"),
+                "split_sha256": sha256_file(out / "split.json"),
+                "encoding": ENCODING[method],
+                "backbone": model_config["backbone"],
+                "label_only_items": len(db_labels) - len(db_idx),
+                "classes": json.dumps(list(ds.classes)),
+                # Where the database paths are relative to: galleries show their pixels from here.
+                "image_root": str(ds.root.resolve()),
+            },
+        ).save(out / "codes.h5")
+        record = {
+            "command": sys.argv,
+            "method": method,
+            "bits": bits,
+            "seed": seed,
+            "features": None if features_path is None else str(features_path),
+            "data": str(ds.root.resolve()),
+            "finetune": None
+            if not finetune
+            else {
+                "weights": model_config["weights"],
+                "device": str(torch_device),
+                "augment": augment,
+                "mixed_precision": torch_device.type == "cuda",
+            },
             "backbone": model_config["backbone"],
-            "label_only_items": len(db_labels) - len(db_idx),
-            "classes": json.dumps(list(ds.classes)),
-            # Where the database paths are relative to: galleries show their pixels from here.
-            "image_root": str(ds.root.resolve()),
-        },
-    ).save(out / "codes.h5")
-    record = {
-        "command": sys.argv,
-        "method": method,
-        "bits": bits,
-        "seed": seed,
-        "features": None if features_path is None else str(features_path),
-        "data": str(ds.root.resolve()),
-        "finetune": None
-        if not finetune
-        else {
-            "weights": model_config["weights"],
-            "device": str(torch_device),
-            "augment": augment,
-            "mixed_precision": torch_device.type == "cuda",
-        },
-        "backbone": model_config["backbone"],
-        "image_size": model_config["image_size"],
-        "views": model_config["views"],
-        "split": {
-            "seed": split.seed,
-            "query_fraction": split.query_fraction,
-            "n_query": len(query_idx),
-            "n_database": len(db_idx),
-        },
-        "labels": None if labels is None else str(Path(labels).resolve()),
-        "labels_only": None
-        if labels_only is None
-        else {"file": str(labels_only), "items": len(db_labels) - len(db_idx)},
-        "n_codes": len(db_labels),
-        "pool_size": len(pool),
-        "config": config.to_json(),
-        "skipped_images": [{"path": p, "error": e} for p, e in skipped],
-        "times_s": {"features": t_features, "train": t_train, "database_head": t_db, "total": time.perf_counter() - t0},
-        "log": log["iterations"],
-        "hashidx_version": __version__,
-    }
-    write_json(out / "train.json", record)
-    checkpointing.path.unlink(missing_ok=True)  # the run is whole: nothing left to resume
-    return record
+            "image_size": model_config["image_size"],
+            "views": model_config["views"],
+            "split": {
+                "seed": split.seed,
+                "query_fraction": split.query_fraction,
+                "n_query": len(query_idx),
+                "n_database": len(db_idx),
+            },
+            "labels": None if labels is None else str(Path(labels).resolve()),
+            "labels_only": None
+            if labels_only is None
+            else {"file": str(labels_only), "items": len(db_labels) - len(db_idx)},
+            "n_codes": len(db_labels),
+            "pool_size": len(pool),
+            "config": config.to_json(),
+            "skipped_images": [{"path": p, "error": e} for p, e in skipped],
+            "times_s": {
+                "features": t_features,
+                "train": t_train,
+                "database_head": t_db,
+                "total": time.perf_counter() - t0,
+            },
+            "log": log["iterations"],
+            "hashidx_version": __version__,
+        }
+        write_json(out / "train.json", record)
+        checkpointing.path.unlink(missing_ok=True)  # the run is whole: nothing left to resume
+        return record
