@@ -454,21 +454,22 @@ def query(
     Results are ordered by Hamming distance, then (queries through the network) re-ranked by uᵀv, in
     the score column; ties come out by id ascending. The --html gallery frames a result green or red
     when both classes are known: queries from a feature cache or codes file, or images inside a folder
-    named after one of the model's classes.
+    named after one of the model's classes. Codes and feature queries are read, searched and written
+    4,096 at a time, so a file of millions of queries runs in bounded memory (--html keeps them all).
     """
-    from hashidx.results.query import run_query, write_results
+    from hashidx.results.query import Results, Searcher, query_to_file
 
-    results = run_query(
-        index_path, query_file, model_path, k, nprobe, batch_size, allow_model_mismatch, on_error, rerank, runtime
+    searcher = Searcher(index_path, model_path, nprobe, allow_model_mismatch, runtime)
+    totals = query_to_file(
+        searcher, query_file, output, fmt, k, batch_size, on_error, rerank, keep=html_path is not None
     )
-    write_results(results, output, fmt)
-    _report_skipped(results.skipped, "no result rows for them")
-    click.echo(f"{output}: {len(results)} results for {len(results.queries)} queries")
+    _report_skipped(totals.skipped, "no result rows for them")
+    click.echo(f"{output}: {totals.results} results for {totals.queries} queries")
     if html_path is not None:
         from hashidx.results.gallery import write_gallery
 
-        write_gallery(results, html_path, f"{query_file.name} against {index_path.name}")
-        click.echo(f"{html_path}: gallery of {len(results.queries)} queries (open it in a browser)")
+        write_gallery(Results.concat(totals.kept), html_path, f"{query_file.name} against {index_path.name}")
+        click.echo(f"{html_path}: gallery of {totals.queries} queries (open it in a browser)")
 
 
 @main.command()

@@ -53,12 +53,13 @@ class CodeFile:
             )
 
     @classmethod
-    def load(cls, path: str | Path) -> CodeFile:
+    def load(cls, path: str | Path, rows: slice = slice(None)) -> CodeFile:
+        """The file, or only its `rows` (a slice): what reads a big query file block by block."""
         with read_h5(
             path, "hashidx-codes", "codes file", "'hashidx train ... -o RUN_DIR' writes RUN_DIR/codes.h5"
         ) as f:
             bits = int(f.attrs["bits"])
-            codes = f["codes"][:]
+            codes = f["codes"][rows]
             if codes.dtype != np.uint8 or codes.ndim != 2 or codes.shape[1] * 8 != bits:
                 raise HashidxError(
                     f"{path}: 'codes' is {codes.dtype} {codes.shape}, expected uint8 n x {bits // 8}; retrain"
@@ -66,14 +67,20 @@ class CodeFile:
             attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
             return cls(
                 codes,
-                f["ids"][:],
-                strings(f["paths"]),
-                labels_of(f["labels"][:]),
+                f["ids"][rows],
+                strings(f["paths"], rows),
+                labels_of(f["labels"][rows]),
                 bits,
                 str(f.attrs["method"]),
                 attrs,
-                strings(f["files"]) if "files" in f else None,
+                strings(f["files"], rows) if "files" in f else None,
             )
+
+
+def count_rows(path: str | Path, kind: str, what: str) -> int:
+    """How many rows a hashidx HDF5 file (codes, features) holds, reading none of them."""
+    with read_h5(path, kind, what, "pass a file hashidx wrote") as f:
+        return int(f["paths"].shape[0])
 
 
 def read_ids_codes(path: str | Path) -> tuple[np.ndarray, np.ndarray]:

@@ -67,13 +67,16 @@ class FeatureCache:
             )
 
     @classmethod
-    def load(cls, path: str | Path) -> FeatureCache:
+    def load(cls, path: str | Path, rows: slice = slice(None)) -> FeatureCache:
+        """The cache, or only its `rows` (a slice): what reads a big query file block by block."""
         with read_h5(
             path, "hashidx-features", "feature cache", f"make one with 'hashidx features DATA -o {path}'"
         ) as f:
-            ds = Dataset(Path(f.attrs["root"]), strings(f["paths"]), labels_of(f["labels"][:]), strings(f["classes"]))
+            ds = Dataset(
+                Path(f.attrs["root"]), strings(f["paths"], rows), labels_of(f["labels"][rows]), strings(f["classes"])
+            )
             return cls(
-                f["features"][:],
+                f["features"][rows],
                 ds,
                 str(f.attrs["backbone"]),
                 int(f.attrs["image_size"]),

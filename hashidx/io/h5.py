@@ -27,5 +27,5 @@ def read_h5(path: str | Path, kind: str, what: str, remedy: str) -> Iterator[h5p
         raise HashidxError(f"{path}: unreadable {what} ({exc}); {remedy}") from None
 
 
-def strings(dataset: h5py.Dataset) -> tuple[str, ...]:
-    return tuple(s.decode() for s in dataset[:])
+def strings(dataset: h5py.Dataset, rows: slice = slice(None)) -> tuple[str, ...]:
+    return tuple(s.decode() for s in dataset[rows])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,7 +13,7 @@ import h5py
 import numpy as np
 
 from hashidx.codes.binary import pack, sign
-from hashidx.codes.codefile import CodeFile, Item, items_by_id, read_ids_codes
+from hashidx.codes.codefile import CodeFile, Item, count_rows, items_by_id, read_ids_codes
 from hashidx.data.labels import label_names
 from hashidx.data.queryfile import read_query_file
 from hashidx.errors import HashidxError
@@ -45,6 +45,32 @@ class Results:
 
     def __len__(self) -> int:
         return int((self.ids >= 0).sum())
+
+    @classmethod
+    def concat(cls, blocks: list[Results]) -> Results:
+        """One Results of consecutive blocks (Searcher.query_blocks, query_to_file's kept blocks)."""
+        if len(blocks) == 1:
+            return blocks[0]
+        first = blocks[0]
+        scores = None if first.scores is None else np.concatenate([b.scores for b in blocks])
+        merged: dict[str, dict] = {"paths": {}, "labels": {}, "files": {}}
+        for b in blocks:
+            merged["paths"].update(b.paths)
+            merged["labels"].update(b.labels)
+            merged["files"].update(b.files)
+        return cls(
+            [q for b in blocks for q in b.queries],
+            np.concatenate([b.distances for b in blocks]),
+            np.concatenate([b.ids for b in blocks]),
+            merged["paths"],
+            [x for b in blocks for x in b.skipped],
+            merged["labels"],
+            merged["files"],
+            [x for b in blocks for x in b.query_files],
+            [x for b in blocks for x in b.query_labels],
+            scores,
+            first.rerank,
+        )
 
     def rows(self) -> Iterator[tuple[str, int, int, str, int, float | None]]:
         """(query, rank, id, path, distance, score) in RESULT_FIELDS order; score None when not re-ranked."""
@@ -85,6 +111,22 @@ class QuerySet:
     labels: list[str | None]
     real: np.ndarray | None = None  # the network's outputs u (q x bits), where the queries passed it
     source: str = "queries"  # where they came from, for messages
+
+    @classmethod
+    def concat(cls, blocks: list[QuerySet]) -> QuerySet:
+        """One QuerySet of consecutive blocks of one query file."""
+        if len(blocks) == 1:
+            return blocks[0]
+        real = None if blocks[0].real is None else np.concatenate([b.real for b in blocks])
+        return cls(
+            [n for b in blocks for n in b.names],
+            np.concatenate([b.codes for b in blocks]),
+            [x for b in blocks for x in b.skipped],
+            [x for b in blocks for x in b.files],
+            [x for b in blocks for x in b.labels],
+            real,
+            blocks[0].source,
+        )
 
 
 def _no_model(query_file: str | Path) -> HashidxError:
@@ -153,52 +195,73 @@ class Searcher:
         A query's class is known from a feature cache or codes file, or for an image in a folder named after
         one of the model's classes (the class-folder layout).
         """
+        return QuerySet.concat(list(self.encode_blocks(query_file, batch_size, on_error, block=None)))
+
+    def encode_blocks(
+        self, query_file: str | Path, batch_size: int = 8, on_error: str = "fail", block: int | None = QUERY_BATCH
+    ) -> Iterator[QuerySet]:
+        """`encode`, `block` queries at a time, reading only those rows of a codes file or feature cache: a
+        query file of millions of rows in bounded memory (an image list is one block)."""
         query_file = Path(query_file)
         kind = _h5_kind(query_file)
-        if kind == "hashidx-codes":
-            # Precomputed codes need no model.
-            cf = CodeFile.load(query_file)
-            check_model(
-                query_file,
-                cf.bits,
-                cf.attrs.get("model_sha256"),
-                self.bits,
-                self.sidecar.get("model_sha256"),
-                self.allow_model_mismatch,
-                "codes",
-            )
-            root = cf.attrs.get("image_root")
-            return QuerySet(
-                list(cf.paths),
-                cf.codes,
-                [],
-                [Path(root) / p if root else None for p in cf.paths],
-                label_names(cf.labels, json.loads(cf.attrs.get("classes", "[]"))),
-                source=str(query_file),
-            )
+        if kind in ("hashidx-codes", "hashidx-features"):
+            if kind == "hashidx-features" and self.encoder is None:
+                raise _no_model(query_file)
+            n = count_rows(query_file, kind, "codes file" if kind == "hashidx-codes" else "feature cache")
+            step = block or max(n, 1)
+            for lo in range(0, max(n, 1), step):
+                rows = slice(lo, lo + step)
+                yield (
+                    self._codes_block(query_file, rows)
+                    if kind == "hashidx-codes"
+                    else self._features_block(query_file, rows)
+                )
+            return
         if self.encoder is None:
             raise _no_model(query_file)
-        if kind == "hashidx-features":
-            from hashidx.features.cache import FeatureCache
-
-            cache = FeatureCache.load(query_file)
-            self.encoder.check_features(cache, query_file)
-            ds = cache.dataset
-            u = self.encoder.embed_features(cache.features)
-            return QuerySet(
-                list(ds.paths),
-                pack(sign(u)),
-                [],
-                [ds.root / p for p in ds.paths],
-                label_names(ds.labels, ds.classes),
-                u,
-                str(query_file),
-            )
         if kind is not None:
             raise HashidxError(
                 f"{query_file}: HDF5 of kind {kind!r}; query with an image list, a feature cache or a codes file"
             )
-        return self.encode_images(read_query_file(query_file), query_file, batch_size, on_error)
+        yield self.encode_images(read_query_file(query_file), query_file, batch_size, on_error)
+
+    def _codes_block(self, query_file: Path, rows: slice) -> QuerySet:
+        cf = CodeFile.load(query_file, rows)  # precomputed codes need no model
+        check_model(
+            query_file,
+            cf.bits,
+            cf.attrs.get("model_sha256"),
+            self.bits,
+            self.sidecar.get("model_sha256"),
+            self.allow_model_mismatch,
+            "codes",
+        )
+        root = cf.attrs.get("image_root")
+        return QuerySet(
+            list(cf.paths),
+            cf.codes,
+            [],
+            [Path(root) / p if root else None for p in cf.paths],
+            label_names(cf.labels, json.loads(cf.attrs.get("classes", "[]"))),
+            source=str(query_file),
+        )
+
+    def _features_block(self, query_file: Path, rows: slice) -> QuerySet:
+        from hashidx.features.cache import FeatureCache
+
+        cache = FeatureCache.load(query_file, rows)
+        self.encoder.check_features(cache, query_file)
+        ds = cache.dataset
+        u = self.encoder.embed_features(cache.features)
+        return QuerySet(
+            list(ds.paths),
+            pack(sign(u)),
+            [],
+            [ds.root / p for p in ds.paths],
+            label_names(ds.labels, ds.classes),
+            u,
+            str(query_file),
+        )
 
     def encode_images(
         self,
@@ -265,6 +328,47 @@ class Searcher:
         )
 
 
+@dataclass
+class QueryTotals:
+    """What a streamed query wrote: result rows, queries, the queries left out, and (when kept) the results."""
+
+    results: int = 0
+    queries: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    kept: list[Results] = field(default_factory=list)
+
+
+def query_to_file(
+    searcher: Searcher,
+    query_file: str | Path,
+    output: str | Path,
+    fmt: str = "tsv",
+    k: int = 20,
+    batch_size: int = 8,
+    on_error: str = "fail",
+    rerank: str | int | None = None,
+    keep: bool = False,
+) -> QueryTotals:
+    """Answer a query file into `output` block by block (peak memory: one block, unless `keep` collects the
+    results, e.g. for a gallery); returns the totals."""
+    if k < 1:
+        raise HashidxError(f"-k {k}: ask for at least one result")
+    totals = QueryTotals()
+
+    def blocks() -> Iterator[Results]:
+        for qs in searcher.encode_blocks(query_file, batch_size, on_error):
+            res = searcher.search(qs, k, rerank)
+            totals.results += len(res)
+            totals.queries += len(res.queries)
+            totals.skipped += res.skipped
+            if keep:
+                totals.kept.append(res)
+            yield res
+
+    write_results(blocks(), output, fmt)
+    return totals
+
+
 def run_query(
     index_path: str | Path,
     query_file: str | Path,
@@ -306,14 +410,18 @@ def _items_by_id(index_path: str | Path, sidecar: dict, ids: np.ndarray) -> dict
     return out
 
 
-def write_results(results: Results, path: str | Path, fmt: str = "tsv") -> None:
-    """TSV with a header row, or JSON lines; written atomically."""
+def write_results(results: Results | Iterable[Results], path: str | Path, fmt: str = "tsv") -> None:
+    """TSV with a header row, or JSON lines; written atomically. Blocks of results (Searcher.query_blocks) are
+    written as they come, so memory stays bounded by one block."""
     if fmt not in ("tsv", "jsonl"):
         raise HashidxError(f"unknown result format {fmt!r}; use tsv or jsonl")
+    blocks = [results] if isinstance(results, Results) else results
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as fh:
+        w = csv.writer(fh, delimiter="\t", lineterminator="\n")
         if fmt == "tsv":
-            w = csv.writer(fh, delimiter="\t", lineterminator="\n")
             w.writerow(RESULT_FIELDS)
-            w.writerows(results.rows())
-        else:
-            fh.writelines(json.dumps(dict(zip(RESULT_FIELDS, row))) + "\n" for row in results.rows())
+        for block in blocks:
+            if fmt == "tsv":
+                w.writerows(block.rows())
+            else:
+                fh.writelines(json.dumps(dict(zip(RESULT_FIELDS, row))) + "\n" for row in block.rows())

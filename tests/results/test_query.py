@@ -140,3 +140,22 @@ def test_a_codes_query_never_imports_torch(indexed, tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert np.loadtxt(tmp_path / "r.tsv", dtype=str, delimiter="\t", skiprows=1).shape[1] == 6
+
+
+def test_a_big_codes_query_file_streams_in_blocks_to_the_same_rows(indexed, tmp_path):
+    from hashidx.results.query import QUERY_BATCH, Searcher, query_to_file
+
+    db = CodeFile.load(indexed / "run" / "codes.h5")
+    n = 2 * QUERY_BATCH + 17
+    rng = np.random.default_rng(0)
+    rows = rng.integers(0, len(db.codes), n)
+    big = CodeFile(
+        db.codes[rows], np.arange(n), tuple(f"q{i}" for i in range(n)), db.labels[rows], db.bits, db.method, db.attrs
+    )
+    big.save(tmp_path / "q.h5")
+    searcher = Searcher(indexed / "db.faiss")
+    assert [len(b.names) for b in searcher.encode_blocks(tmp_path / "q.h5")] == [QUERY_BATCH, QUERY_BATCH, 17]
+    totals = query_to_file(searcher, tmp_path / "q.h5", tmp_path / "streamed.tsv", k=3)
+    assert (totals.queries, totals.results) == (n, 3 * n) and totals.kept == []
+    write_results(run_query(indexed / "db.faiss", tmp_path / "q.h5", k=3), tmp_path / "whole.tsv")
+    assert (tmp_path / "streamed.tsv").read_bytes() == (tmp_path / "whole.tsv").read_bytes()
