@@ -42,14 +42,14 @@ _WORDS = {
 
 def _write_errno(exc: BaseException, tmp: Path | None) -> int | None:
     """The OS error behind a failed write, where one can be told, else None."""
+    if not isinstance(exc, (OSError, RuntimeError)):
+        return None
     if isinstance(exc, OSError) and exc.errno in _CAUSES:
         return exc.errno
     text = str(exc).lower()
     for words, code in _WORDS.items():
         if words in text:
             return code
-    if not isinstance(exc, (OSError, RuntimeError)):
-        return None
     if tmp is not None:
         with contextlib.suppress(OSError):
             if shutil.disk_usage(tmp.parent).free < (1 << 20):
@@ -63,6 +63,9 @@ def _write_errno(exc: BaseException, tmp: Path | None) -> int | None:
 
 def output_error(exc: BaseException, path: str | os.PathLike, tmp: Path | None = None) -> HashidxError | None:
     """A one-line HashidxError for a write to `path` that failed with an OS error it can name, else None."""
+    name = getattr(exc, "filename", None)
+    if name and Path(name).parent != Path(path).parent and Path(name) != Path(path).parent:
+        return None  # an input that failed inside the write block, not the output
     code = _write_errno(exc, tmp)
     if code is None:
         return None
