@@ -11,6 +11,7 @@ import h5py
 
 from hashidx.errors import HashidxError
 from hashidx.io.atomic import sha256_file
+from hashidx.io.h5 import check_sizes
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 
@@ -106,9 +107,12 @@ def _hdf5(path: Path) -> dict:
                 )
                 return {"kind": kind or "hdf5", "what": what, "facts": {}, "companions": []}
             what, read = H5_KINDS[kind]
+            check_sizes(f, path)
             facts, companions = read(path, f, a)
-    except (OSError, KeyError) as exc:
-        raise HashidxError(f"{path}: unreadable HDF5 ({exc}); the file is damaged or was cut short") from None
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:
+        raise HashidxError(
+            f"{path}: unreadable HDF5 ({str(exc)[:200]}); the file is damaged or was cut short"
+        ) from None
     return {"kind": kind, "what": what, "facts": facts, "companions": companions}
 
 
@@ -236,19 +240,25 @@ def describe(path: str | Path) -> dict:
     except FileNotFoundError:
         raise HashidxError(f"{path}: not found") from None
     sidecar = Path(f"{path}.json")
-    if head == HDF5_MAGIC:
-        out = _hdf5(path)
-    elif sidecar.is_file():
-        out = _json(sidecar, _read_json(sidecar))
-    elif head[:2] == b"PK":
-        out = _torch_file(path)
-    elif head.lstrip()[:1] == b"{":
-        out = _json(path, _read_json(path))
-    else:
+    try:
+        if head == HDF5_MAGIC:
+            out = _hdf5(path)
+        elif sidecar.is_file():
+            out = _json(sidecar, _read_json(sidecar))
+        elif head[:2] == b"PK":
+            out = _torch_file(path)
+        elif head.lstrip()[:1] == b"{":
+            out = _json(path, _read_json(path))
+        else:
+            raise HashidxError(
+                f"{path}: not a file hashidx writes (features/codes/labels .h5, model.pt, index + .json, "
+                "split/train/eval .json)"
+            )
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
+        # A file of a known kind whose fields are not what hashidx wrote (hand-edited or damaged).
         raise HashidxError(
-            f"{path}: not a file hashidx writes (features/codes/labels .h5, model.pt, index + .json, "
-            "split/train/eval .json)"
-        )
+            f"{path}: damaged or hand-edited: a field is malformed ({type(exc).__name__}: {str(exc)[:120]})"
+        ) from None
     return {"file": str(path), **out}
 
 

@@ -65,11 +65,17 @@ class CodeFile:
                     f"{path}: 'codes' is {codes.dtype} {codes.shape}, expected uint8 n x {bits // 8}; retrain"
                 )
             attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
+            ids, paths, labels = f["ids"][rows], strings(f["paths"], rows), labels_of(f["labels"][rows])
+            if not len(ids) == len(paths) == len(labels) == len(codes) or ids.ndim != 1 or ids.dtype.kind not in "iu":
+                raise ValueError(
+                    f"'ids', 'paths', 'labels' and 'codes' disagree ({ids.dtype} {ids.shape}, {len(paths)}, "
+                    f"{len(labels)}, {len(codes)})"
+                )
             return cls(
                 codes,
-                f["ids"][rows],
-                strings(f["paths"], rows),
-                labels_of(f["labels"][rows]),
+                ids,
+                paths,
+                labels,
                 bits,
                 str(f.attrs["method"]),
                 attrs,

@@ -26,13 +26,24 @@ TIE_RULE = (
 )
 
 
+# What evaluate reads from train.json, and the types it must have.
+_RUN_FIELDS: dict[str, tuple[type, ...]] = {"data": (str,), "features": (str, type(None)), "labels": (str, type(None))}
+
+
 def read_run(run_dir: Path) -> dict:
+    path = run_dir / "train.json"
     try:
-        return json.loads((run_dir / "train.json").read_text(encoding="utf-8"))
+        record = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise HashidxError(f"{run_dir}: no train.json; pass a folder written by 'hashidx train -o RUN_DIR'") from None
     except ValueError as exc:
-        raise HashidxError(f"{run_dir / 'train.json'}: invalid JSON ({exc}); rerun 'hashidx train'") from None
+        raise HashidxError(f"{path}: invalid JSON ({exc}); rerun 'hashidx train'") from None
+    if not isinstance(record, dict):
+        raise HashidxError(f"{path}: not a training record (a JSON object); rerun 'hashidx train'")
+    for key, types in _RUN_FIELDS.items():
+        if key not in record or not isinstance(record[key], types):
+            raise HashidxError(f"{path}: '{key}' is missing or malformed; rerun 'hashidx train'")
+    return record
 
 
 def evaluate_run(

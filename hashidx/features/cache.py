@@ -75,8 +75,13 @@ class FeatureCache:
             ds = Dataset(
                 Path(f.attrs["root"]), strings(f["paths"], rows), labels_of(f["labels"][rows]), strings(f["classes"])
             )
+            features = f["features"][rows]
+            if features.ndim != 2 or len(features) != len(ds.paths) or features.dtype.kind != "f":
+                raise ValueError(
+                    f"'features' is {features.dtype} {features.shape} for {len(ds.paths)} paths, expected float n x d"
+                )
             return cls(
-                f["features"][rows],
+                features,
                 ds,
                 str(f.attrs["backbone"]),
                 int(f.attrs["image_size"]),

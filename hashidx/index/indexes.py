@@ -6,6 +6,7 @@ import datetime as _dt
 import json
 import math
 import os
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -196,20 +197,51 @@ def load(path: str | Path) -> tuple[faiss.IndexBinary, dict]:
         ) from None
     except ValueError as exc:
         raise HashidxError(f"{sidecar_path(path)}: sidecar is not valid JSON ({exc}); rebuild the index") from None
-    try:
-        index = faiss.read_index_binary(str(path))
-    except RuntimeError:
-        raise HashidxError(f"{path}: not a FAISS binary index; rebuild it with 'hashidx build-index'") from None
+    if not isinstance(sidecar, dict) or not all(isinstance(sidecar.get(k), int) for k in ("bits", "count")):
+        raise HashidxError(f"{sidecar_path(path)}: sidecar lacks an integer 'bits' or 'count'; rebuild the index")
+    # Checked before FAISS reads a byte: its reader trusts the sizes in the file and can be made to allocate
+    # whatever a damaged header says.
     if sidecar.get("index_sha256") and sha256_file(path) != sidecar["index_sha256"]:
         raise HashidxError(
             f"{path}: index file and its sidecar do not match (an interrupted or partial "
             "build-index?); rebuild the index"
         )
+    _check_header(path, sidecar)
+    try:
+        index = faiss.read_index_binary(str(path))
+    except (RuntimeError, MemoryError):
+        raise HashidxError(f"{path}: not a FAISS binary index; rebuild it with 'hashidx build-index'") from None
     if index.d != sidecar.get("bits"):
         raise HashidxError(
             f"{path}: index has {index.d} bits but its sidecar says {sidecar.get('bits')}; rebuild the index"
         )
     return index, sidecar
+
+
+_INNER = {b"IBxF": "flat", b"IBwF": "ivf", b"IBHf": "hnsw"}  # FAISS fourccs of the index types hashidx builds
+
+
+def _check_header(path: Path, sidecar: dict) -> None:
+    """The IndexBinaryIDMap2 header and its inner index's agree with the sidecar (bits, count), and a flat
+    index's code vector has the size they imply; otherwise the file is refused before FAISS allocates."""
+    bits, count = sidecar["bits"], sidecar["count"]
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(25 + 25 + 8)
+    bad = HashidxError(
+        f"{path}: not a FAISS binary index matching its sidecar ({bits} bits, {count} codes); rebuild it with "
+        "'hashidx build-index'"
+    )
+    if len(head) < 58 or head[:4] != b"IBM2" or head[25:29] not in _INNER:
+        raise bad
+    for at in (4, 29):  # outer header, inner header: d, code_size, ntotal
+        d, code_size, ntotal = struct.unpack_from("<iiq", head, at)
+        if (d, code_size, ntotal) != (bits, bits // 8, count):
+            raise bad
+    if head[25:29] == b"IBxF":
+        (n_bytes,) = struct.unpack_from("<Q", head, 50)
+        if n_bytes != count * (bits // 8) or size < 58 + n_bytes + 8 * (count + 1):
+            raise bad
 
 
 def codes_file_of(path: str | Path, sidecar: dict) -> Path:

@@ -60,6 +60,11 @@ class Encoder:
                 f"{want[0]} at {want[1]}px, {want[2]} view(s); re-extract with "
                 f"--backbone {want[0]} --image-size {want[1]} --views {want[2]}"
             )
+        if cache.features.shape[1] != int(self.config["feature_dim"]):
+            raise HashidxError(
+                f"{source}: features are {cache.features.shape[1]}-d but the model takes "
+                f"{self.config['feature_dim']}-d; use the feature cache the model was trained on"
+            )
         if cache.layers != self.layers:
             raise HashidxError(
                 f"{source}: features are {cache.layers} of {cache.backbone}, but the model was trained on "

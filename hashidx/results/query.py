@@ -94,9 +94,9 @@ def _h5_kind(path: Path) -> str | None:
             return str(f.attrs.get("kind", ""))
     except FileNotFoundError:
         raise HashidxError(f"{path}: query file not found") from None
-    except OSError as exc:
+    except (OSError, KeyError, RuntimeError, ValueError) as exc:  # what h5py raises for damaged files
         raise HashidxError(
-            f"{path}: unreadable HDF5 ({exc}); pass an image list, a feature cache or a codes file"
+            f"{path}: unreadable HDF5 ({str(exc)[:200]}); pass an image list, a feature cache or a codes file"
         ) from None
 
 

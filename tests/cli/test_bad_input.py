@@ -313,7 +313,11 @@ def test_index_files_that_are_not_binary_indexes(small_run, tmp_path):
     ):
         path = tmp_path / name
         writer(path)
+        # With the sidecar's sha256 the file is refused as not its index; without it, by its header, before FAISS.
         (tmp_path / f"{name}.json").write_text(json.dumps(sidecar))
+        result = cli("query", str(path), str(qf), "--model", str(root / "run" / "model.pt"), "-o", str(tmp_path / "r"))
+        refused(result, str(path), "index file and its sidecar do not match")
+        (tmp_path / f"{name}.json").write_text(json.dumps({k: v for k, v in sidecar.items() if k != "index_sha256"}))
         result = cli("query", str(path), str(qf), "--model", str(root / "run" / "model.pt"), "-o", str(tmp_path / "r"))
         refused(result, str(path), "not a FAISS binary index")
     (tmp_path / "nosidecar.index").write_bytes((root / "flat.index").read_bytes())
@@ -356,7 +360,8 @@ def test_empty_codes_and_empty_index(small_run, tmp_path):
     refused(cli(*args), str(tmp_path / "e.index"), "index file and its sidecar do not match")
     # ...and once the sidecar describes it, the empty index says what it is.
     sidecar = json.loads((tmp_path / "e.index.json").read_text())
-    (tmp_path / "e.index.json").write_text(json.dumps({**sidecar, "index_sha256": sha256_file(tmp_path / "e.index")}))
+    described = {**sidecar, "count": 0, "index_sha256": sha256_file(tmp_path / "e.index")}
+    (tmp_path / "e.index.json").write_text(json.dumps(described))
     refused(cli(*args), str(tmp_path / "e.index"), "the index is empty")
     assert not (tmp_path / "r").exists()
 

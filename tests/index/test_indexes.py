@@ -87,9 +87,35 @@ def test_save_load_with_sidecar(tmp_path):
 
 def test_load_refuses_non_index(tmp_path):
     (tmp_path / "bad.index").write_bytes(b"not faiss")
-    (tmp_path / "bad.index.json").write_text(json.dumps({"bits": 32}))
+    (tmp_path / "bad.index.json").write_text(json.dumps({"bits": 32, "count": 3}))
     with pytest.raises(HashidxError, match="not a FAISS binary index"):
         idx.load(tmp_path / "bad.index")
+    (tmp_path / "bad.index.json").write_text(json.dumps({"bits": 32}))
+    with pytest.raises(HashidxError, match="sidecar lacks an integer 'bits' or 'count'"):
+        idx.load(tmp_path / "bad.index")
+
+
+def test_a_header_that_disagrees_with_the_sidecar_is_refused_before_faiss_reads_it(tmp_path):
+    """A damaged count in a flat index (sidecar sha rewritten to match) would have FAISS allocate it."""
+    import hashlib
+    import struct
+
+    codes = np.random.default_rng(0).integers(0, 256, (50, 4), dtype=np.uint8)
+    index, params = idx.build(codes, np.arange(50), "flat")
+    from hashidx.codes.codefile import CodeFile
+
+    CodeFile(codes, np.arange(50), tuple(map(str, range(50))), np.zeros(50, np.int64), 32, "ahcl", {}).save(
+        tmp_path / "c.h5"
+    )
+    idx.save(index, tmp_path / "db.faiss", params, tmp_path / "c.h5", {})
+    data = bytearray((tmp_path / "db.faiss").read_bytes())
+    struct.pack_into("<Q", data, 50, 1 << 40)  # the code vector claims a terabyte
+    (tmp_path / "db.faiss").write_bytes(bytes(data))
+    side = json.loads((tmp_path / "db.faiss.json").read_text())
+    side["index_sha256"] = hashlib.sha256(bytes(data)).hexdigest()
+    (tmp_path / "db.faiss.json").write_text(json.dumps(side))
+    with pytest.raises(HashidxError, match="not a FAISS binary index matching its sidecar"):
+        idx.load(tmp_path / "db.faiss")
 
 
 def test_default_nlist_respects_faiss_training_floor():
