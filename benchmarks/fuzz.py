@@ -203,6 +203,7 @@ def run_case(argv: list, env: dict) -> tuple[str, str]:
             [sys.executable, "-m", "hashidx", "--quiet", *map(str, argv)],
             capture_output=True,
             text=True,
+            errors="replace",  # a damaged file's bytes may reach stdout (`info` prints its fields)
             timeout=TIMEOUT_S,
             preexec_fn=limit,
             env=env,

@@ -67,3 +67,21 @@ def test_bench_on_multi_label_annotations(ucmd_slice, tmp_path):
         assert 0 < r["NDCG@100"] <= 1 and 0 < r["NDCG@100_no_rerank"] <= 1 and r["ACG@100"] > 0
     text = (out / "report.md").read_text()
     assert "Multi-label: 17 labels" in text and "NDCG@100 (no re-rank)" in text
+
+
+def test_bench_without_matplotlib_fails_before_any_work(ucmd_slice, tmp_path):
+    """The report's plots are its last step; a missing matplotlib is said at once, not after the runs."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['matplotlib'] = None\n"
+        "from hashidx.cli import main\n"
+        f"main(['--quiet', 'bench', {str(ucmd_slice)!r}, '-o', {str(tmp_path / 'b')!r}])\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "error: the benchmark report needs matplotlib; pip install matplotlib (a hashidx dependency)"
+    )
+    assert not (tmp_path / "b").exists()
