@@ -251,7 +251,7 @@ class FeatureExtractor:
     def __init__(self, spec: BackboneSpec, weights: str = "imagenet", runtime: str = "torch"):
         from hashidx.features.runtime import check_runtime
 
-        self.spec, self.weights, self.runtime = spec, weights, check_runtime(runtime)
+        self.spec, self.runtime = spec, check_runtime(runtime)
         self.net = spec.build(weights).eval().requires_grad_(False)
         # channels_last runs these depthwise convolutions about 2x faster on CPU (measured, same outputs).
         self.net = self.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # not in torch's stubs

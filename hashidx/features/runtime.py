@@ -31,10 +31,6 @@ DEFAULT_RUNTIME = "onnx"
 OPSET = 17
 TOLERANCE = 1e-4  # largest |onnx - torch| accepted on the probe batch
 EXPORT_VERSION = 1  # part of every key: bump it when what is exported changes
-RUNTIME_HELP = (
-    "Inference engine for backbone passes: onnx (ONNX Runtime, exported from the torch model once and cached; "
-    "about 4x faster on CPUs) or torch (eager PyTorch, the reference)."
-)
 
 
 def check_runtime(runtime: str) -> str:

@@ -29,7 +29,7 @@ def progress(
 
 def warn(message: str) -> None:
     """'warning: message' on stderr, above any progress bar; --quiet silences bars, never warnings."""
-    tqdm.write(f"warning: {message}", file=sys.stderr)
+    say(f"warning: {message}")
 
 
 def say(message: str) -> None:

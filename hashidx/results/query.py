@@ -48,7 +48,7 @@ class Results:
 
     @classmethod
     def concat(cls, blocks: list[Results]) -> Results:
-        """One Results of consecutive blocks (Searcher.query_blocks, query_to_file's kept blocks)."""
+        """One Results of consecutive blocks (query_to_file's kept blocks)."""
         if len(blocks) == 1:
             return blocks[0]
         first = blocks[0]
@@ -185,8 +185,14 @@ class Searcher:
         reads."""
         if self.encoder is not None:
             self.encoder.prepare()
-            self._table = self._table or _code_table(self.index_path, self.sidecar)
+            self.code_table()
         return self
+
+    def code_table(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every indexed item's (ids, packed codes), sorted by id, read once: what re-ranking looks candidates up in."""
+        if self._table is None:
+            self._table = _code_table(self.index_path, self.sidecar)
+        return self._table
 
     def encode(self, query_file: str | Path, batch_size: int = 8, on_error: str = "fail") -> QuerySet:
         """Queries from an image list or feature cache (encoded by the model) or a codes file; on_error="skip"
@@ -297,17 +303,15 @@ class Searcher:
                 "(query with images or a feature cache, or use --rerank none)"
             )
         mode = "none" if qs.real is None else parse_rerank(DEFAULT_RERANK if rerank is None else rerank)
-        if mode != "none" and self._table is None:
-            self._table = _code_table(self.index_path, self.sidecar)
         blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []
         for lo in range(0, len(qs.codes), QUERY_BATCH):
             block = qs.codes[lo : lo + QUERY_BATCH]
             if mode == "none":
                 blocks.append((*idx.search(self.index, block, k), None))
                 continue
-            assert qs.real is not None and self._table is not None
+            assert qs.real is not None
             dist, ids = idx.search(self.index, block, candidates_for(k, mode), whole_shell=True)
-            table_ids, table_codes = self._table
+            table_ids, table_codes = self.code_table()
             rows = np.searchsorted(table_ids, np.where(ids < 0, table_ids[0], ids))
             blocks.append(rerank_candidates(dist, ids, table_codes[rows], qs.real[lo : lo + QUERY_BATCH], k, mode))
         dist, ids = np.concatenate([b[0] for b in blocks]), np.concatenate([b[1] for b in blocks])
@@ -411,7 +415,7 @@ def _items_by_id(index_path: str | Path, sidecar: dict, ids: np.ndarray) -> dict
 
 
 def write_results(results: Results | Iterable[Results], path: str | Path, fmt: str = "tsv") -> None:
-    """TSV with a header row, or JSON lines; written atomically. Blocks of results (Searcher.query_blocks) are
+    """TSV with a header row, or JSON lines; written atomically. Blocks of results (as query_to_file makes them) are
     written as they come, so memory stays bounded by one block."""
     if fmt not in ("tsv", "jsonl"):
         raise HashidxError(f"unknown result format {fmt!r}; use tsv or jsonl")
