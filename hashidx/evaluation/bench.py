@@ -207,7 +207,7 @@ def run_bench(
     runtimes = backbone_timings(probe.contiguous(), spec, batch_sizes=(len(first),), views=(views,), repeats=3)
     feats, t_features = _timed_extract(ds, np.arange(len(ds)), extractor, spec.image_size, views, "features")
     ms_per_pass = 1000 * t_features / (len(ds) * views)
-    FeatureCache(feats, ds, backbone, spec.image_size, views).save(out / "features.h5")
+    FeatureCache(feats, ds, backbone, spec.image_size, views, runtime=extractor.runtime).save(out / "features.h5")
     names = ["mAP", "mAP@100", "P@10", "P@100", "P@H<=2"] + (["NDCG@100", "ACG@100", "WAP@100"] if multilabel else [])
     results = []
     for method in methods:

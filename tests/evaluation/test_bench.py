@@ -45,6 +45,13 @@ def test_bench_on_a_slice(ucmd_slice, tmp_path):
     assert all(s["ahcl_images"] == 40 and s["symmetric_images"] == s["n"] for s in report["scaling"])
     assert report["split"]["n_query"] == 20 and "tie-aware" in report["tie_rule"]
     assert report["machine"]["cpus"] >= 1 and report["versions"]["faiss"]
+    # The features ran on the default runtime, and the cache and the runs' models say so.
+    assert report["runtime"] == "onnx" and report["backbone_runtimes"][0]["max_abs_diff"] <= 1e-4
+    from hashidx.features.cache import FeatureCache
+    from hashidx.methods.checkpoints import load_checkpoint
+
+    assert FeatureCache.load(out / "features.h5").runtime == "onnx"
+    assert load_checkpoint(out / "runs" / "ahcl-16" / "model.pt")[1]["runtime"] == "onnx"
     md = (out / "report.md").read_text()
     for png in ("map_vs_bits.png", "pr_curves.png", "precision_at_k.png", "encoding_vs_n.png"):
         assert f"]({png})" in md
