@@ -130,6 +130,48 @@ NO_WAIT_OPTION = click.option(
     callback=_no_wait,
     help="If another hashidx is writing the same output, fail at once instead of waiting for it.",
 )
+BANDS_OPTION = click.option(
+    "--bands",
+    default=None,
+    metavar="LIST",
+    help="Raster bands to read, in order: 1-based numbers and ranges (4,3,2 is Sentinel-2 true colour; "
+    "4,3,2,1,5-13 all 13 with R, G, B first) or the file's band names. The first three listed take the "
+    "pretrained R, G, B filters, others start from their mean. [default: a file's RGB; required for other "
+    "multi-band rasters]",
+)
+SCALE_OPTION = click.option(
+    "--scale",
+    default=None,
+    metavar="auto|LO:HI[,LO:HI...]|FILE",
+    help="One radiometric scaling for the whole dataset, recorded for every later image: auto (8-bit /255; "
+    "other types: 2nd-98th percentile per band over a sample of the images), LO:HI for all bands or one per "
+    "band, or a feature cache / model.pt whose bands and scaling to reuse. [default: auto]",
+)
+TILE_OPTION = click.option(
+    "--tile",
+    "tile",
+    default=None,
+    metavar="SIZE[:STRIDE]",
+    help="Cut each raster into SIZE x SIZE px chips every STRIDE px (default: SIZE), read as windows on "
+    "demand; each chip keeps its scene, window and footprint.",
+)
+MIN_VALID_OPTION = click.option(
+    "--min-valid",
+    type=float,
+    default=0.5,
+    show_default=True,
+    help="With --tile: skip chips with less than this share of valid pixels (no-data, alpha, mask).",
+)
+
+
+def _tiling(tile: str | None, min_valid: float):
+    if tile is None:
+        return None
+    from hashidx.data.chips import Tiling
+
+    return Tiling.parse(tile, min_valid)
+
+
 RUNTIME_OPTION = click.option(
     "--runtime",
     type=click.Choice(["onnx", "torch"]),
@@ -174,6 +216,10 @@ RERANK_OPTION = click.option(
     help="The backbone's weights: imagenet, none, or a local state-dict file.",
 )
 @LABELS_OPTION
+@BANDS_OPTION
+@SCALE_OPTION
+@TILE_OPTION
+@MIN_VALID_OPTION
 @RUNTIME_OPTION
 @NO_WAIT_OPTION
 @_one_line_errors
@@ -188,27 +234,36 @@ def features(
     checkpoint_every: int,
     weights: str,
     labels: Path | None,
+    bands: str | None,
+    scale: str | None,
+    tile: str | None,
+    min_valid: float,
     runtime: str,
 ) -> None:
     """Extract backbone features of DATA (class folders or a path<TAB>label list) into an HDF5 cache.
 
     Progress is kept in OUTPUT.partial while it runs: rerunning an interrupted command resumes it.
     With --labels the cache carries multi-label annotations, and runs trained on it are multi-label.
+    GeoTIFFs and other rasters are read through GDAL with --bands and one dataset-wide --scale; with
+    --tile each scene is cut into chips that keep its label. Georeferenced items keep their footprints.
     """
-    from hashidx.data.datasets import load_dataset
     from hashidx.data.labels import read_label_table, relabel
+    from hashidx.data.rasters import RGB
     from hashidx.features.extract import extract_to
+    from hashidx.methods.inputs import dataset_inputs
 
-    ds = load_dataset(data)
+    ds, radiometry = dataset_inputs(data, bands, scale, _tiling(tile, min_valid))
     if labels is not None:
         ds = relabel(ds, read_label_table(labels), labels)
     cache = extract_to(
-        ds, output, backbone, image_size, views, batch_size, on_error, checkpoint_every, weights, runtime
+        ds, output, backbone, image_size, views, batch_size, on_error, checkpoint_every, weights, runtime, radiometry
     )
     _report_skipped(cache.skipped, f"listed in {output}'s 'skipped' attribute")
+    geo = "" if cache.dataset.geo is None else f", {sum(map(bool, cache.dataset.geo.crs))} with footprints"
+    look = "" if radiometry == RGB else f", {radiometry.describe()}"
     click.echo(
         f"{output}: {len(cache.dataset)} images, {len(ds.classes)} classes, "
-        f"{cache.features.shape[1]}-d {backbone} features ({cache.runtime})"
+        f"{cache.features.shape[1]}-d {backbone} features ({cache.runtime}){look}{geo}"
     )
 
 
@@ -278,6 +333,10 @@ def features(
 )
 @click.option("--augment", is_flag=True, help="With --finetune: random 90° rotations and flips of the training images.")
 @LABELS_OPTION
+@BANDS_OPTION
+@SCALE_OPTION
+@TILE_OPTION
+@MIN_VALID_OPTION
 @RUNTIME_OPTION
 @NO_WAIT_OPTION
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Run folder to write.")
@@ -304,6 +363,10 @@ def train(
     device: str,
     augment: bool,
     labels: Path | None,
+    bands: str | None,
+    scale: str | None,
+    tile: str | None,
+    min_valid: float,
     runtime: str,
     output: Path,
 ) -> None:
@@ -339,6 +402,9 @@ def train(
         checkpoint_every=checkpoint_every,
         labels=labels,
         runtime=runtime,
+        bands=bands,
+        scale=scale,
+        tiling=_tiling(tile, min_valid),
     )
     _report_skipped([(s["path"], s["error"]) for s in rec["skipped_images"]], "listed in train.json")
     t = rec["times_s"]
@@ -378,6 +444,9 @@ def build_index(codes: Path, index_type: str, nlist: int | None, nprobe: int | N
 @click.option("--batch-size", type=int, default=8, show_default=True, help="Images per backbone call.")
 @click.option("--allow-model-mismatch", is_flag=True, help="Add even if the model is not the one the codes came from.")
 @ON_ERROR_OPTION
+@TILE_OPTION
+@MIN_VALID_OPTION
+@BANDS_OPTION
 @RUNTIME_OPTION
 @NO_WAIT_OPTION
 @_one_line_errors
@@ -388,15 +457,30 @@ def add(
     batch_size: int,
     allow_model_mismatch: bool,
     on_error: str,
+    tile: str | None,
+    min_valid: float,
+    bands: str | None,
     runtime: str,
 ) -> None:
-    """Add new images to INDEX, encoded by the network (sgn F(x)): a folder of images or a list of paths.
+    """Add new images to INDEX, encoded by the network (sgn F(x)): an image or scene, a folder of images, or a
+    list of paths.
 
-    Their ids follow the index's; their codes and paths go to INDEX.added.h5.
+    Their ids follow the index's; their codes, paths and footprints go to INDEX.added.h5. Every image is
+    read with the model's bands and scaling; with --tile scenes are cut into chips first.
     """
     from hashidx.index.add import add_images
 
-    sidecar, skipped = add_images(index_path, model_path, source, batch_size, on_error, allow_model_mismatch, runtime)
+    sidecar, skipped = add_images(
+        index_path,
+        model_path,
+        source,
+        batch_size,
+        on_error,
+        allow_model_mismatch,
+        runtime,
+        _tiling(tile, min_valid),
+        bands,
+    )
     _report_skipped(skipped, "not added")
     click.echo(f"{index_path}: {sidecar['count']} codes ({sidecar['added']} added by the network)")
 
@@ -413,7 +497,14 @@ def add(
 @click.option("-k", type=int, default=20, show_default=True, help="Results per query.")
 @click.option("--nprobe", type=int, default=None, help="Override the index's IVF nprobe.")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Results file.")
-@click.option("--format", "fmt", type=click.Choice(["tsv", "jsonl"]), default="tsv", show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["tsv", "jsonl", "geojson"]),
+    default="tsv",
+    show_default=True,
+    help="geojson: one EPSG:4326 polygon per result with a footprint (opens in QGIS).",
+)
 @click.option(
     "--html",
     "html_path",
@@ -426,6 +517,9 @@ def add(
 )
 @RERANK_OPTION
 @ON_ERROR_OPTION
+@TILE_OPTION
+@MIN_VALID_OPTION
+@BANDS_OPTION
 @RUNTIME_OPTION
 @_one_line_errors
 def query(
@@ -441,13 +535,17 @@ def query(
     allow_model_mismatch: bool,
     rerank: str | None,
     on_error: str,
+    tile: str | None,
+    min_valid: float,
+    bands: str | None,
     runtime: str,
 ) -> None:
-    """Answer QUERIES against INDEX: write (query, rank, id, path, distance, score) rows.
+    """Answer QUERIES against INDEX: write (query, rank, id, path, distance, score, lon, lat) rows.
 
     \b
     QUERIES is one of
-      - image paths, one a line, or a CSV/TSV with a 'path' column (encoded with --model);
+      - an image or scene, a folder of images, or image paths one a line or in a CSV/TSV with a 'path'
+        column (encoded with --model; with --tile, scenes are cut into chips and each chip queries);
       - a feature cache from 'hashidx features' (its rows, through the --model head);
       - a codes file (codes.h5 layout): searched as is, no model needed.
 
@@ -456,10 +554,11 @@ def query(
     when both classes are known: queries from a feature cache or codes file, or images inside a folder
     named after one of the model's classes. Codes and feature queries are read, searched and written
     4,096 at a time, so a file of millions of queries runs in bounded memory (--html keeps them all).
+    lon/lat are the centre of a result's footprint (empty where its source is not georeferenced).
     """
     from hashidx.results.query import Results, Searcher, query_to_file
 
-    searcher = Searcher(index_path, model_path, nprobe, allow_model_mismatch, runtime)
+    searcher = Searcher(index_path, model_path, nprobe, allow_model_mismatch, runtime, _tiling(tile, min_valid), bands)
     totals = query_to_file(
         searcher, query_file, output, fmt, k, batch_size, on_error, rerank, keep=html_path is not None
     )
@@ -468,7 +567,11 @@ def query(
     if html_path is not None:
         from hashidx.results.gallery import write_gallery
 
-        write_gallery(Results.concat(totals.kept), html_path, f"{query_file.name} against {index_path.name}")
+        title = f"{query_file.name} against {index_path.name}"
+        if searcher.encoder is not None:  # thumbnails read as the model reads its images
+            write_gallery(Results.concat(totals.kept), html_path, title, searcher.encoder.radiometry)
+        else:
+            write_gallery(Results.concat(totals.kept), html_path, title)
         click.echo(f"{html_path}: gallery of {totals.queries} queries (open it in a browser)")
 
 

@@ -27,7 +27,10 @@ def test_python_api_page_runs_on_a_slice(ucmd_slice, tmp_path, monkeypatch):
     exec(compile(first, "python-api.md#1", "exec"), scope)
     assert (tmp_path / "runs" / "gallery.html").is_file()
     rows = (tmp_path / "runs" / "results.tsv").read_text().splitlines()
-    assert rows[0].split("\t") == ["query", "rank", "id", "path", "distance", "score"] and len(rows) == 1 + 2 * 20
+    assert (
+        rows[0].split("\t") == ["query", "rank", "id", "path", "distance", "score", "lon", "lat"]
+        and len(rows) == 1 + 2 * 20
+    )
     exec(compile(second, "python-api.md#2", "exec"), scope)
     distances, ids = scope["distances"], scope["ids"]
     assert (distances[:, 0] == 0).all()  # a database code finds its own code at distance 0

@@ -11,6 +11,7 @@ import h5py
 import numpy as np
 
 from hashidx.data.datasets import labels_of
+from hashidx.data.footprints import Footprints
 from hashidx.data.labels import label_names
 from hashidx.errors import HashidxError
 from hashidx.io.atomic import atomic_path
@@ -32,6 +33,7 @@ class CodeFile:
     method: str
     attrs: dict = field(default_factory=dict)
     files: tuple[str, ...] | None = None  # each item's image file, absolute ("" if unknown): for added images
+    geo: Footprints | None = None  # each item's footprint, where its source is georeferenced
 
     def save(self, path: str | Path) -> None:
         with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
@@ -41,6 +43,8 @@ class CodeFile:
             f.create_dataset("labels", data=labels_of(self.labels))
             if self.files is not None:
                 f.create_dataset("files", data=list(self.files), dtype=STR)
+            if self.geo is not None:
+                self.geo.save(f)
             f.attrs.update(
                 {
                     **self.attrs,
@@ -80,6 +84,7 @@ class CodeFile:
                 str(f.attrs["method"]),
                 attrs,
                 strings(f["files"], rows) if "files" in f else None,
+                Footprints.load(f, rows),
             )
 
 
@@ -105,6 +110,9 @@ class Item(NamedTuple):
     path: str
     label: str | None
     file: Path | None
+    crs: str = ""  # the footprint's CRS, "" where the item has none
+    bounds: tuple[float, float, float, float] | None = None  # left, bottom, right, top in `crs`
+    lonlat: tuple[float, float] | None = None  # centre, EPSG:4326
 
 
 def items_by_id(path: str | Path, ids: np.ndarray) -> dict[int, Item]:
@@ -128,6 +136,7 @@ def items_by_id(path: str | Path, ids: np.ndarray) -> dict[int, Item]:
         unique, inverse = np.unique(rows, return_inverse=True)
         found_paths, found_labels = f["paths"][unique], f["labels"][unique]
         found_files = f["files"][unique] if "files" in f else None
+        geo = Footprints.load(f, unique)
         classes = json.loads(f.attrs.get("classes", "[]"))
         root = f.attrs.get("image_root")
     names = label_names(labels_of(found_labels), classes)
@@ -138,5 +147,10 @@ def items_by_id(path: str | Path, ids: np.ndarray) -> dict[int, Item]:
             file = Path(found_files[j].decode()) if found_files[j] else None
         else:
             file = Path(root) / name if root else (Path(name) if Path(name).is_absolute() else None)
-        out[int(i)] = Item(name, names[j], file)
+        if geo is not None and geo.crs[j]:
+            lon, lat = (round(float(x), 7) for x in geo.lonlat[j])
+            left, bottom, right, top = (float(x) for x in geo.bounds[j])
+            out[int(i)] = Item(name, names[j], file, geo.crs[j], (left, bottom, right, top), (lon, lat))
+        else:
+            out[int(i)] = Item(name, names[j], file)
     return out

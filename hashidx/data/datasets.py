@@ -8,9 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
+from hashidx.data.chips import Tiled, Tiling, tile_items
+from hashidx.data.footprints import Footprints
 from hashidx.errors import HashidxError
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".jp2")
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,7 @@ class Dataset:
     paths: tuple[str, ...]
     labels: np.ndarray  # int64 (n,) index into classes, or uint8 (n x C) multi-hot rows over them
     classes: tuple[str, ...]
+    geo: Footprints | None = None  # each item's place on Earth, where its source is georeferenced
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -30,7 +33,16 @@ class Dataset:
 
     def subset(self, indices: np.ndarray) -> Dataset:
         """The items at `indices`, same classes."""
-        return Dataset(self.root, tuple(self.paths[i] for i in indices), self.labels[indices], self.classes)
+        geo = None if self.geo is None else self.geo.subset(indices)
+        return Dataset(self.root, tuple(self.paths[i] for i in indices), self.labels[indices], self.classes, geo)
+
+    def tiled(self, tiling: Tiling) -> tuple[Dataset, Tiled]:
+        """Each scene cut into chips that keep its label (`scene.tif#COL,ROW,WIDTH,HEIGHT`), and what was skipped."""
+        tiled = tile_items([(p, self.root / p) for p in self.paths], tiling)
+        owner = {name: i for i, name in enumerate(self.paths)}
+        rows = [owner[name.rsplit("#", 1)[0]] for name, _ in tiled.items]
+        paths = tuple(name for name, _ in tiled.items)
+        return Dataset(self.root, paths, self.labels[np.asarray(rows, dtype=np.int64)], self.classes), tiled
 
 
 def labels_of(stored: np.ndarray) -> np.ndarray:

@@ -1,8 +1,7 @@
-"""Image decoding to RGB float arrays: grey, palette, RGBA, CMYK and 16-bit converted; other 4+-band images refused."""
+"""Image decoding to float arrays: photos through PIL as RGB, rasters and chips through GDAL (data.rasters)."""
 
 from __future__ import annotations
 
-import struct
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -12,65 +11,54 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from hashidx.data.rasters import PIL_SUFFIXES, RGB, Radiometry, read_raster, split_chip
 from hashidx.errors import HashidxError
 
 
-def _to_rgb(img: Image.Image, path: Path) -> Image.Image:
-    if img.mode in ("RGB",):
+def _to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode == "RGB":
         return img
-    if img.mode in ("L", "P", "RGBA", "LA", "PA", "CMYK", "YCbCr", "1", "RGBX"):
-        # Alpha is dropped rather than composited: aerial tiles use it for no-data borders.
-        return img.convert("RGB")
-    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        # Stretch 16-bit / float data by its own range so dark scenes stay visible.
-        a = np.asarray(img, dtype=np.float32)
-        lo, hi = float(a.min()), float(a.max())
-        a = (a - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(a)
-        return Image.fromarray(a.astype(np.uint8)).convert("RGB")
-    raise HashidxError(f"{path}: unsupported image mode {img.mode!r}; convert it to an 8-bit RGB JPEG/PNG/TIFF")
+    # Alpha is dropped rather than composited: aerial tiles use it for no-data borders.
+    return img.convert("RGB")
 
 
-def tiff_samples(path: Path) -> int | None:
-    """SamplesPerPixel of a TIFF's first image, read from its header (PIL cannot open multispectral TIFFs)."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(8)
-            if head[:4] not in (b"II*\x00", b"MM\x00*"):
-                return None
-            end = "<" if head[:2] == b"II" else ">"
-            fh.seek(struct.unpack(end + "I", head[4:8])[0])
-            (count,) = struct.unpack(end + "H", fh.read(2))
-            for _ in range(count):
-                tag, typ, _, value = struct.unpack(end + "HHI4s", fh.read(12))
-                if tag == 277:  # SamplesPerPixel: SHORT stored left-justified in the value field
-                    return struct.unpack(end + ("H" if typ == 3 else "I"), value[:2] if typ == 3 else value)[0]
-    except (OSError, struct.error):
-        return None
-    return None
+def _pil_readable(img: Image.Image) -> bool:
+    """8-bit RGB-like images within PIL's decompression-bomb limit: decoded as before rasters were read by GDAL."""
+    return img.mode in _PIL_MODES and img.width * img.height <= (Image.MAX_IMAGE_PIXELS or 1 << 62)
 
 
-def load_image(path: str | Path, size: int) -> np.ndarray:
-    """Decode `path` to a float32 HxWx3 array in [0, 1], resized to size x size (bilinear)."""
+_PIL_MODES = ("RGB", "L", "P", "RGBA", "LA", "PA", "CMYK", "YCbCr", "1", "RGBX")
+
+
+def load_image(path: str | Path, size: int, radiometry: Radiometry = RGB) -> np.ndarray:
+    """Decode `path` to a float32 size x size x C array in [0, 1] (C: the radiometry's channels, 3 for RGB).
+
+    8-bit JPEG/PNG photos are decoded by PIL (bilinear resize); everything else (GeoTIFF, 16-bit, many bands,
+    chips `scene.tif#c,r,w,h`, images past PIL's size limit) is read by GDAL, decimated while reading.
+    """
     path = Path(path)
+    file, window = split_chip(path)
     try:
-        if path.stat().st_size == 0:
+        if window is None and path.stat().st_size == 0:
             raise HashidxError(f"{path}: empty file (0 bytes); replace the file or remove it from the dataset")
+        if radiometry.bands or window is not None or path.suffix.lower() not in PIL_SUFFIXES:
+            return read_raster(path, size, radiometry)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # PIL warns on odd EXIF; a real failure still raises below
-            with Image.open(path) as img:
-                bands = len(img.getbands())
-                if bands > 4 or (bands == 4 and img.mode not in ("RGBA", "CMYK", "RGBX")):
-                    raise HashidxError(f"{path}: {bands}-band image; export an RGB composite (3 bands) first")
+            try:
+                img = Image.open(path)
+            except Image.DecompressionBombError:  # never decoded whole: GDAL reads it decimated
+                return read_raster(path, size, radiometry)
+            with img:
+                if not _pil_readable(img):
+                    return read_raster(path, size, radiometry)
                 img.load()
-                rgb = _to_rgb(img, path).resize((size, size), Image.Resampling.BILINEAR)
+                rgb = _to_rgb(img).resize((size, size), Image.Resampling.BILINEAR)
     except HashidxError:
         raise
     except FileNotFoundError:
-        raise HashidxError(f"{path}: image not found; fix the path or remove it from the list") from None
+        raise HashidxError(f"{file}: image not found; fix the path or remove it from the list") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        samples = tiff_samples(path)
-        if samples is not None and samples > 3:
-            raise HashidxError(f"{path}: {samples}-band TIFF; export an RGB composite (3 bands) first") from None
         raise HashidxError(
             f"{path}: cannot decode image ({exc}); replace the file or remove it from the dataset"
         ) from None

@@ -16,6 +16,7 @@ import h5py
 import numpy as np
 
 from hashidx.data.datasets import Dataset, first_duplicate, parse_list_text, read_list
+from hashidx.data.rasters import scene_of
 from hashidx.errors import HashidxError
 from hashidx.io.atomic import atomic_path
 from hashidx.io.h5 import STR, read_h5, strings
@@ -166,8 +167,9 @@ def table_labels(table: LabelTable, paths: Sequence[str], source: str | Path) ->
 
 
 def relabel(ds: Dataset, table: LabelTable, source: str | Path) -> Dataset:
-    """`ds` with the table's multi-hot labels over the table's label names."""
-    return Dataset(ds.root, ds.paths, table_labels(table, ds.paths, source), table.classes)
+    """`ds` with the table's multi-hot labels over the table's label names (a chip takes its scene's)."""
+    names = tuple(scene_of(p) for p in ds.paths)
+    return Dataset(ds.root, ds.paths, table_labels(table, names, source), table.classes, ds.geo)
 
 
 def label_names(labels: np.ndarray, classes: Sequence[str]) -> list[str | None]:

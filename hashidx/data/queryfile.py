@@ -7,6 +7,7 @@ import io
 from pathlib import Path
 
 from hashidx.data.datasets import IMAGE_SUFFIXES
+from hashidx.data.rasters import split_chip
 from hashidx.errors import HashidxError
 
 
@@ -63,7 +64,7 @@ def read_query_file(path: str | Path) -> list[tuple[str, Path]]:
     if any("\x00" in n for n in names):
         raise HashidxError(f"{path}: a line holds a NUL byte; save the query file as plain text")
     out = [(n, (path.parent / n).resolve()) for n in names]
-    missing = [n for n, p in out if not p.is_file()]
+    missing = [n for n, p in out if not split_chip(p)[0].is_file()]  # a chip `scene.tif#c,r,w,h` names its scene
     if missing:
         hint = "; a CSV/TSV needs a header with a 'path' column" if ("," in missing[0] or "\t" in missing[0]) else ""
         raise HashidxError(
@@ -74,8 +75,11 @@ def read_query_file(path: str | Path) -> list[tuple[str, Path]]:
 
 
 def image_list(source: str | Path) -> list[tuple[str, Path]]:
-    """(name, path) of the images to add: every image under a folder (sorted), or a query-style list file."""
+    """(name, path) of the images to add or query: an image file itself, every image under a folder (sorted), or a
+    query-style list file."""
     source = Path(source)
+    if source.is_file() and source.suffix.lower() in IMAGE_SUFFIXES:  # one image or scene, not a list of them
+        return [(source.name, source.resolve())]
     if source.is_dir():
         found = sorted(
             p

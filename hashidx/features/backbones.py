@@ -231,6 +231,37 @@ def recorded_layers(backbone: str, layers: str | None) -> str:
     return LEGACY_LAYERS.get(backbone) or (BACKBONES[backbone].layers if backbone in BACKBONES else "unrecorded")
 
 
+def channel_stats(spec: BackboneSpec, channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Normalisation mean/std per input channel: the first three take R, G, B's, any others their average."""
+    if channels == 3:
+        return spec.mean, spec.std
+    rgb = min(channels, 3) if channels >= 3 else 0
+    mean = spec.mean[:rgb] + (sum(spec.mean) / 3,) * (channels - rgb)
+    std = spec.std[:rgb] + (sum(spec.std) / 3,) * (channels - rgb)
+    return mean, std
+
+
+def adapt_input(net: nn.Module, channels: int) -> nn.Module:
+    """The network with an N-channel first convolution made from its RGB filters.
+
+    With three or more channels the first three keep the R, G, B filters; every other channel starts from
+    their mean. All are scaled by 3/N, so that on inputs of like statistics the first activations keep the
+    range the pretrained layers after it expect. N = 3 leaves the network as it is.
+    """
+    if channels == 3:
+        return net
+    conv = next((m for m in net.modules() if isinstance(m, nn.Conv2d) and m.in_channels == 3), None)
+    if conv is None:
+        raise HashidxError(f"this backbone has no 3-channel first convolution to widen to {channels} bands")
+    with torch.no_grad():
+        w = conv.weight
+        mean = w.mean(dim=1, keepdim=True)
+        parts = [w[:, i : i + 1] if channels >= 3 and i < 3 else mean for i in range(channels)]
+        conv.weight = nn.Parameter(torch.cat(parts, dim=1) * (3.0 / channels), requires_grad=w.requires_grad)
+    conv.in_channels = channels
+    return net
+
+
 VIEWS = (1, 4, 8)
 
 
@@ -248,15 +279,16 @@ class FeatureExtractor:
     origin); a twin per image size is made on first use, and `runtime` says "torch" again if it fell back.
     """
 
-    def __init__(self, spec: BackboneSpec, weights: str = "imagenet", runtime: str = "torch"):
+    def __init__(self, spec: BackboneSpec, weights: str = "imagenet", runtime: str = "torch", channels: int = 3):
         from hashidx.features.runtime import check_runtime
 
-        self.spec, self.runtime = spec, check_runtime(runtime)
-        self.net = spec.build(weights).eval().requires_grad_(False)
+        self.spec, self.runtime, self.channels = spec, check_runtime(runtime), channels
+        self.net = adapt_input(spec.build(weights), channels).eval().requires_grad_(False)
         # channels_last runs these depthwise convolutions about 2x faster on CPU (measured, same outputs).
         self.net = self.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # not in torch's stubs
-        self.mean = torch.tensor(spec.mean).view(1, 3, 1, 1)
-        self.std = torch.tensor(spec.std).view(1, 3, 1, 1)
+        mean, std = channel_stats(spec, channels)
+        self.mean = torch.tensor(mean).view(1, channels, 1, 1)
+        self.std = torch.tensor(std).view(1, channels, 1, 1)
         self._twins: dict[tuple[int, int], Any] = {}
 
     def twin(self, height: int, width: int) -> Any:
@@ -264,8 +296,15 @@ class FeatureExtractor:
         if (height, width) not in self._twins:
             from hashidx.features.runtime import onnx_twin
 
-            identity = {"module": "backbone", "backbone": self.spec.name, "layers": self.spec.layers, "bands": 3}
-            self._twins[height, width] = onnx_twin(self.net, f"backbone {self.spec.name}", identity, (3, height, width))
+            identity = {
+                "module": "backbone",
+                "backbone": self.spec.name,
+                "layers": self.spec.layers,
+                "bands": self.channels,
+            }
+            self._twins[height, width] = onnx_twin(
+                self.net, f"backbone {self.spec.name}", identity, (self.channels, height, width)
+            )
             if self._twins[height, width] is None:
                 self.runtime = "torch"
         return self._twins[height, width]

@@ -10,6 +10,8 @@ import h5py
 import numpy as np
 
 from hashidx.data.datasets import Dataset, labels_of
+from hashidx.data.footprints import Footprints
+from hashidx.data.rasters import RGB, Radiometry
 from hashidx.features.backbones import backbone_spec, recorded_layers, weights_label
 from hashidx.io.atomic import atomic_path
 from hashidx.io.h5 import STR, read_h5, strings
@@ -17,7 +19,8 @@ from hashidx.version import __version__
 
 FEATURES_FORMAT = 1
 PREPROCESSING = (
-    "RGB, bilinear resize to image_size x image_size, scale to [0,1], (x-mean)/std; "
+    "the recorded bands (RGB: each file's own), bilinear resize to image_size x image_size, the recorded scaling "
+    "to [0,1] (8-bit: /255), (x-mean)/std; "
     "features averaged over `views` orientations (1: as is, 4: rotations, 8: rotations x flip)"
 )
 
@@ -35,6 +38,7 @@ class FeatureCache:
     weights: str = "imagenet"  # the backbone's weights: imagenet, none or a state-dict file
     layers: str = ""  # what each vector is made of (BackboneSpec.layers); "" = the backbone's current layers
     runtime: str = "torch"  # what ran the backbone: torch or onnx (equal within runtime.TOLERANCE)
+    radiometry: Radiometry = RGB  # bands and scaling every image was read with
 
     def __post_init__(self) -> None:
         self.layers = self.layers or backbone_spec(self.backbone).layers
@@ -46,6 +50,8 @@ class FeatureCache:
             f.create_dataset("labels", data=self.dataset.labels)
             f.create_dataset("paths", data=list(self.dataset.paths), dtype=STR)
             f.create_dataset("classes", data=list(self.dataset.classes), dtype=STR)
+            if self.dataset.geo is not None:
+                self.dataset.geo.save(f)
             f.attrs.update(
                 {
                     "kind": "hashidx-features",
@@ -63,6 +69,7 @@ class FeatureCache:
                     "root": str(self.dataset.root.resolve()),
                     "hashidx_version": __version__,
                     "skipped": json.dumps(self.skipped),
+                    **self.radiometry.attrs(),
                 }
             )
 
@@ -73,7 +80,11 @@ class FeatureCache:
             path, "hashidx-features", "feature cache", f"make one with 'hashidx features DATA -o {path}'"
         ) as f:
             ds = Dataset(
-                Path(f.attrs["root"]), strings(f["paths"], rows), labels_of(f["labels"][rows]), strings(f["classes"])
+                Path(f.attrs["root"]),
+                strings(f["paths"], rows),
+                labels_of(f["labels"][rows]),
+                strings(f["classes"]),
+                Footprints.load(f, rows),
             )
             features = f["features"][rows]
             if features.ndim != 2 or len(features) != len(ds.paths) or features.dtype.kind != "f":
@@ -90,4 +101,5 @@ class FeatureCache:
                 str(f.attrs.get("weights_source", "imagenet")),
                 recorded_layers(str(f.attrs["backbone"]), f.attrs.get("layers")),
                 str(f.attrs.get("runtime", "torch")),
+                Radiometry.from_attrs(f.attrs),
             )

@@ -14,14 +14,16 @@ import numpy as np
 import torch
 
 from hashidx.data.datasets import Dataset
+from hashidx.data.footprints import footprints
 from hashidx.data.images import DECODE_WORKERS, decode_ahead, keep_readable, load_image
+from hashidx.data.rasters import RGB, Radiometry
 from hashidx.errors import HashidxError
 from hashidx.features.backbones import FeatureExtractor, backbone_spec, check_views
 from hashidx.features.cache import FeatureCache
 from hashidx.features.runtime import DEFAULT_RUNTIME
 from hashidx.io.atomic import atomic_path, check_room
 from hashidx.io.locks import writing
-from hashidx.io.progress import progress
+from hashidx.io.progress import progress, warn
 
 # Aerial scenes have no canonical orientation; averaging over 8 orientations is the measured
 # best (README) at 8 backbone passes per image.
@@ -57,6 +59,7 @@ def extract(
     checkpoint: Callable[[Extraction], None] | None = None,
     every: int = 32,
     workers: int = DECODE_WORKERS,
+    radiometry: Radiometry = RGB,
 ) -> Extraction:
     """Backbone features of image files, averaged over `views` orientations.
 
@@ -64,7 +67,8 @@ def extract(
     and records it. `resume` continues a partial extraction. Every `every` batches `checkpoint`
     receives the rows added since its previous call (features and kept hold only those; skipped
     and done are the totals): what makes an interrupted extraction resumable. `workers` threads decode
-    the next batches while the backbone runs (0: decode in line).
+    the next batches while the backbone runs (0: decode in line). Every image is read with `radiometry`'s
+    bands and scaling.
     """
     if on_error not in ON_ERROR:
         raise HashidxError(f"--on-error {on_error}: choose fail or skip")
@@ -73,7 +77,8 @@ def extract(
     reported = len(feats)  # batches in `feats` already passed to checkpoint (or resumed from)
     starts = range(state.done, len(paths), batch_size)
     chunks = [range(start, min(start + batch_size, len(paths))) for start in starts]
-    decoded = decode_ahead(paths, functools.partial(load_image, size=image_size), chunks, workers)
+    decode = functools.partial(load_image, size=image_size, radiometry=radiometry)
+    decoded = decode_ahead(paths, decode, chunks, workers)
     for b, (start, batch_items) in enumerate(progress(zip(starts, decoded), desc, total=len(starts), unit="batch"), 1):
         ok, arrays = keep_readable(batch_items, on_error, skipped)
         if arrays:
@@ -98,12 +103,15 @@ def partial_path(output: str | Path) -> Path:
     return Path(f"{output}.partial")
 
 
-def _identity(ds: Dataset, backbone: str, size: int, views: int, weights: str = "imagenet") -> str:
+def _identity(
+    ds: Dataset, backbone: str, size: int, views: int, weights: str = "imagenet", radiometry: Radiometry = RGB
+) -> str:
     # The layers are part of it: a partial file of another feature layout (another width) restarts.
     tag = backbone if weights == "imagenet" else f"{backbone}@{weights}"
+    look = json.dumps(radiometry.attrs(), sort_keys=True)
     h = hashlib.sha256(
         "\n".join(
-            [str(ds.root.resolve()), tag, backbone_spec(backbone).layers, str(size), str(views), *ds.paths]
+            [str(ds.root.resolve()), tag, backbone_spec(backbone).layers, str(size), str(views), look, *ds.paths]
         ).encode()
     )
     return h.hexdigest()
@@ -167,20 +175,22 @@ def compute_features(
     checkpoint_every: int = 32,
     weights: str = "imagenet",
     runtime: str = DEFAULT_RUNTIME,
+    radiometry: Radiometry = RGB,
 ) -> FeatureCache:
     """Run the frozen backbone (with `weights`: imagenet, none or a state-dict file; on `runtime` onnx or
-    torch) over every image of `ds`.
+    torch) over every image (or chip) of `ds`, read with `radiometry` (data.rasters.fit_radiometry chooses it).
 
     With `partial` (a path), progress is saved there as it goes, and an earlier interrupted run of
     the same extraction (same images, backbone, size, views) is continued instead of restarted.
     """
     spec = backbone_spec(backbone)
     size = image_size or spec.image_size
-    extractor = FeatureExtractor(spec, weights, runtime)
+    extractor = FeatureExtractor(spec, weights, runtime, radiometry.channels)
     paths = [ds.absolute(i) for i in range(len(ds))]
+    ds = Dataset(ds.root, ds.paths, ds.labels, ds.classes, footprints(paths, warn))
     resume, save = None, None
     if partial is not None:
-        keeper = _Partial(Path(partial), _identity(ds, backbone, size, check_views(views), weights))
+        keeper = _Partial(Path(partial), _identity(ds, backbone, size, check_views(views), weights, radiometry))
         resume = keeper.load() if keeper.path.exists() else None
         keeper.start(resume, spec.feature_dim)
         save = keeper.append
@@ -196,6 +206,7 @@ def compute_features(
         resume=resume,
         checkpoint=save,
         every=checkpoint_every,
+        radiometry=radiometry,
     )
     if len(state.kept) == 0:
         raise HashidxError(f"none of the {len(ds)} images of {ds.root} could be read; first: {state.skipped[0][1]}")
@@ -208,6 +219,7 @@ def compute_features(
         [(ds.paths[i], reason) for i, reason in state.skipped],
         weights,
         runtime=extractor.runtime,
+        radiometry=radiometry,
     )
 
 
@@ -222,6 +234,7 @@ def extract_to(
     checkpoint_every: int = 32,
     weights: str = "imagenet",
     runtime: str = DEFAULT_RUNTIME,
+    radiometry: Radiometry = RGB,
 ) -> FeatureCache:
     """compute_features, saved to `output`; progress is kept in OUTPUT.partial until then, so a rerun resumes."""
     partial = partial_path(output)
@@ -229,7 +242,17 @@ def extract_to(
     check_room(output, 2 * len(ds) * backbone_spec(backbone).feature_dim * 4 + (1 << 20), "the feature cache")
     with writing(output):  # one extraction per output: two would append to one .partial file
         cache = compute_features(
-            ds, backbone, image_size, views, batch_size, on_error, partial, checkpoint_every, weights, runtime
+            ds,
+            backbone,
+            image_size,
+            views,
+            batch_size,
+            on_error,
+            partial,
+            checkpoint_every,
+            weights,
+            runtime,
+            radiometry,
         )
         cache.save(output)
         partial.unlink(missing_ok=True)

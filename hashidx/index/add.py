@@ -13,6 +13,8 @@ import faiss
 import numpy as np
 
 from hashidx.codes.codefile import CodeFile
+from hashidx.data.chips import Tiling
+from hashidx.data.footprints import Footprints
 from hashidx.data.queryfile import image_list
 from hashidx.features.runtime import DEFAULT_RUNTIME
 from hashidx.index import indexes as idx
@@ -21,6 +23,7 @@ from hashidx.io.atomic import sha256_file
 from hashidx.io.locks import writing
 from hashidx.methods.checkpoints import load_checkpoint
 from hashidx.methods.encoder import Encoder
+from hashidx.methods.inputs import image_inputs
 
 ADDED_ENCODING = "network: sgn(F(x)) of the image (hashidx add)"
 
@@ -37,9 +40,12 @@ def add_images(
     on_error: str = "fail",
     allow_model_mismatch: bool = False,
     runtime: str = DEFAULT_RUNTIME,
+    tiling: Tiling | None = None,
+    bands: str | None = None,
 ) -> tuple[dict, list[tuple[str, str]]]:
-    """Encode the images with the model (backbone on `runtime`) and add them to the index; returns (new sidecar,
-    skipped)."""
+    """Encode the images (scenes cut into chips with `tiling`) with the model (backbone on `runtime`) and add them
+    to the index; returns (new sidecar, skipped). The model's bands and scaling read every image (`bands`, when
+    given, must be the model's)."""
     index_path = Path(index_path)
     _, sidecar = idx.load(index_path)  # checked before the images' encoding, the long part
     head, config = load_checkpoint(model_path)
@@ -48,14 +54,15 @@ def add_images(
     check_model(
         model_path, encoder.bits, model_sha, sidecar["bits"], sidecar.get("model_sha256"), allow_model_mismatch, "model"
     )
-    items = image_list(source)
+    items = image_inputs(image_list(source), encoder.radiometry, bands, tiling)
     names, codes, skipped = encoder.encode_named(items, source, batch_size, on_error)
     where = dict(items)
     files = tuple(str(where[n]) for n in names)  # resolved: a gallery finds the pixels wherever the list was
+    geo = encoder.footprints_of(items, names)
     with writing(index_path):
         # Read again under the lock: another `add` may have landed while these images were encoded.
         index, sidecar = idx.load(index_path)
-        return _append(index_path, index, sidecar, codes, tuple(names), files, model_sha), skipped
+        return _append(index_path, index, sidecar, codes, tuple(names), files, model_sha, geo), skipped
 
 
 def _append(
@@ -66,6 +73,7 @@ def _append(
     added: tuple[str, ...],
     files: tuple[str, ...],
     model_sha: str,
+    geo: Footprints | None = None,
 ) -> dict:
     """Give the codes the ids after the index's and write the added-codes file, then the index and sidecar."""
     id_map = index.id_map  # type: ignore[attr-defined]  # an IndexBinaryIDMap2, which the stubs do not say
@@ -84,6 +92,10 @@ def _append(
             old.paths + added,
         )
         files_all = (old.files or ("",) * len(old.paths)) + files
+        if geo is not None or old.geo is not None:
+            geo = Footprints.concat(
+                [old.geo or Footprints.unknown(len(old.paths)), geo or Footprints.unknown(len(added))]
+            )
     else:
         codes_all, ids_all, names_all, files_all = codes, ids, added, files
     # Added items first: a kill before the index lands leaves paths for ids the index lacks, which is harmless.
@@ -96,6 +108,7 @@ def _append(
         "added",
         {"model_sha256": model_sha, "encoding": ADDED_ENCODING},
         files_all,
+        geo,
     ).save(extra)
     index.add_with_ids(codes, ids)
     params = {k: v for k, v in sidecar.items() if k in ("index_type", "bits", "nlist", "nprobe", "M", "efSearch")}

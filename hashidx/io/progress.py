@@ -35,3 +35,9 @@ def warn(message: str) -> None:
 def say(message: str) -> None:
     """A line on stderr, above any progress bar (what a long wait is waiting for)."""
     tqdm.write(message, file=sys.stderr)
+
+
+def inform(message: str) -> None:
+    """`say`, unless --quiet: what was done on the way (chips cut, bands read), not what went wrong."""
+    if not _quiet:
+        say(message)

@@ -10,11 +10,14 @@ import numpy as np
 from torch import nn
 
 from hashidx.codes.binary import pack, sign
+from hashidx.data.footprints import Footprints, footprints
+from hashidx.data.rasters import Radiometry
 from hashidx.errors import HashidxError
 from hashidx.features.backbones import FeatureExtractor, backbone_spec, recorded_layers
 from hashidx.features.cache import FeatureCache
 from hashidx.features.extract import extract
 from hashidx.features.runtime import DEFAULT_RUNTIME, check_runtime
+from hashidx.io.progress import warn
 from hashidx.methods.finetune import embed_images, load_crops, onnx_outputs
 
 
@@ -25,6 +28,7 @@ class Encoder:
         self.head, self.config, self.runtime = head, config, check_runtime(runtime)
         self._extractor: Any = None  # FeatureExtractor, or a fine-tuned network's ONNX twin
         self._prepared = False
+        self.radiometry = Radiometry.from_attrs(config)  # the bands and scaling every image is read with
 
     @property
     def bits(self) -> int:
@@ -65,6 +69,11 @@ class Encoder:
                 f"{source}: features are {cache.features.shape[1]}-d but the model takes "
                 f"{self.config['feature_dim']}-d; use the feature cache the model was trained on"
             )
+        if not cache.radiometry.same_as(self.radiometry):
+            raise HashidxError(
+                f"{source}: features read with {cache.radiometry.describe()}, but the model was trained on "
+                f"{self.radiometry.describe()}; re-extract with --scale MODEL.pt (the model's bands and scaling)"
+            )
         if cache.layers != self.layers:
             raise HashidxError(
                 f"{source}: features are {cache.layers} of {cache.backbone}, but the model was trained on "
@@ -99,7 +108,9 @@ class Encoder:
             # On a GPU (training's own database pass) the network stays in torch.
             on_cpu = next(self.head.parameters()).device.type == "cpu"
             self._extractor = (
-                onnx_outputs(self.head, self.config["backbone"]) if self.runtime == "onnx" and on_cpu else None
+                onnx_outputs(self.head, self.config["backbone"], self.radiometry.channels)
+                if self.runtime == "onnx" and on_cpu
+                else None
             )
             self._prepared = True
             return self._extractor
@@ -109,7 +120,9 @@ class Encoder:
                 f"this model was trained on {self.layers} of {spec.name}, and this hashidx extracts "
                 f"{spec.layers}: retrain the model ('hashidx train') to encode images with it"
             )
-        self._extractor = FeatureExtractor(spec, self.config.get("weights", "imagenet"), self.runtime)
+        self._extractor = FeatureExtractor(
+            spec, self.config.get("weights", "imagenet"), self.runtime, self.radiometry.channels
+        )
         if self.runtime == "onnx":
             size = int(self.config["image_size"])
             self._extractor.twin(size, size)
@@ -121,7 +134,7 @@ class Encoder:
     ) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str]]]:
         """`encode_images` before the sign: real-valued outputs, kept positions, skipped (position, reason)."""
         if self.finetuned:
-            pixels, kept, skipped = load_crops(paths, on_error, desc="encode images")
+            pixels, kept, skipped = load_crops(paths, on_error, desc="encode images", radiometry=self.radiometry)
             u = embed_images(self.head, pixels, twin=self.prepare())
             return u, np.asarray(kept, dtype=np.int64), skipped
         state = extract(
@@ -132,6 +145,7 @@ class Encoder:
             batch_size,
             desc="encode images",
             on_error=on_error,
+            radiometry=self.radiometry,
         )
         return self.embed_features(state.features), state.kept, state.skipped
 
@@ -141,6 +155,12 @@ class Encoder:
         """(names, packed codes, skipped (name, reason)) for named image files; refuses when none could be read."""
         names, u, skipped = self.embed_named(items, source, batch_size, on_error)
         return names, pack(sign(u)), skipped
+
+    @staticmethod
+    def footprints_of(items: Sequence[tuple[str, Path]], names: Sequence[str]) -> Footprints | None:
+        """Footprints of the named items that were encoded (None when none is georeferenced)."""
+        where = dict(items)
+        return footprints([where[n] for n in names], warn)
 
     def embed_named(
         self, items: Sequence[tuple[str, Path]], source: str | Path, batch_size: int = 8, on_error: str = "fail"

@@ -7,6 +7,7 @@ there is one (bf16 autocast) and on the CPU otherwise.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,9 @@ import torch
 from torch import nn
 
 from hashidx.data.images import decode_ahead, keep_readable, load_image
+from hashidx.data.rasters import RGB, Radiometry
 from hashidx.errors import HashidxError
-from hashidx.features.backbones import BackboneSpec, backbone_spec
+from hashidx.features.backbones import BackboneSpec, adapt_input, backbone_spec, channel_stats
 from hashidx.io.progress import progress
 from hashidx.methods.training import Network, TrainConfig, sgd
 
@@ -30,13 +32,14 @@ class HashNet(nn.Module):
     mean: torch.Tensor
     std: torch.Tensor
 
-    def __init__(self, trunk: nn.Module, spec: BackboneSpec, bits: int, n_classes: int):
+    def __init__(self, trunk: nn.Module, spec: BackboneSpec, bits: int, n_classes: int, channels: int = 3):
         super().__init__()
-        self.trunk = trunk
+        self.trunk = adapt_input(trunk, channels)
         self.hash = nn.Linear(spec.feature_dim, bits)
         self.classifier = nn.Linear(bits, n_classes)
-        self.register_buffer("mean", torch.tensor(spec.mean).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(spec.std).view(1, 3, 1, 1))
+        mean, std = channel_stats(spec, channels)
+        self.register_buffer("mean", torch.tensor(mean).view(1, channels, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, channels, 1, 1))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         u = torch.tanh(self.hash(self.trunk((x - self.mean) / self.std)))
@@ -46,7 +49,8 @@ class HashNet(nn.Module):
 def hashnet_from_config(config: dict) -> HashNet:
     """An untrained HashNet of the recorded shape (its weights come from the checkpoint)."""
     spec = backbone_spec(config["backbone"])
-    return HashNet(spec.build("none"), spec, int(config["bits"]), len(config["classes"]))
+    channels = Radiometry.from_attrs(config).channels
+    return HashNet(spec.build("none"), spec, int(config["bits"]), len(config["classes"]), channels)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -61,9 +65,9 @@ def resolve_device(device: str) -> torch.device:
         raise HashidxError(f"--device {device}: use auto, cpu, cuda or cuda:N") from None
 
 
-def _crop(path: Path) -> np.ndarray:
+def _crop(path: Path, radiometry: Radiometry = RGB) -> np.ndarray:
     lo = (RESIZE - CROP) // 2
-    pixels = load_image(path, RESIZE)[lo : lo + CROP, lo : lo + CROP]
+    pixels = load_image(path, RESIZE, radiometry)[lo : lo + CROP, lo : lo + CROP]
     return (pixels * 255).round().astype(np.uint8).transpose(2, 0, 1)
 
 
@@ -72,18 +76,21 @@ def load_crops(
     on_error: str = "fail",
     desc: str = "load images",
     chunk: int = 32,
+    radiometry: Radiometry = RGB,
 ) -> tuple[torch.Tensor, list[int], list[tuple[int, str]]]:
-    """uint8 N x 3 x 224 x 224 centre crops of the images resized to 256, the positions kept, and
-    (position, reason) of the images left out by on_error="skip"."""
+    """uint8 N x C x 224 x 224 centre crops of the images resized to 256, the positions kept, and
+    (position, reason) of the images left out by on_error="skip". Kept as 8 bits after the dataset's scaling
+    (16-bit rasters too): the pool must fit in memory."""
     out: list[torch.Tensor] = []
     kept: list[int] = []
     skipped: list[tuple[int, str]] = []
     chunks = [range(s, min(s + chunk, len(paths))) for s in range(0, len(paths), chunk)]
-    for decoded in progress(decode_ahead(paths, _crop, chunks), desc, total=len(chunks), unit="batch"):
+    crop = functools.partial(_crop, radiometry=radiometry)
+    for decoded in progress(decode_ahead(paths, crop, chunks), desc, total=len(chunks), unit="batch"):
         ok, crops = keep_readable(decoded, on_error, skipped)
         kept += ok
         out += [torch.from_numpy(c) for c in crops]
-    stacked = torch.stack(out) if out else torch.zeros((0, 3, CROP, CROP), dtype=torch.uint8)
+    stacked = torch.stack(out) if out else torch.zeros((0, radiometry.channels, CROP, CROP), dtype=torch.uint8)
     return stacked, kept, skipped
 
 
@@ -121,12 +128,14 @@ def finetune_network(
     config: TrainConfig,
     device: torch.device,
     augment: bool = False,
+    channels: int = 3,
 ) -> Network:
-    """A seeded HashNet on the pretrained backbone, with the authors' SGD schedule, over the pool's images."""
+    """A seeded HashNet on the pretrained backbone (first convolution widened to `channels` bands), with the
+    authors' SGD schedule, over the pool's images."""
     spec = backbone_spec(backbone)
     trunk = spec.build(weights)
     torch.manual_seed(config.seed)
-    net = HashNet(trunk, spec, config.bits, n_classes).to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
+    net = HashNet(trunk, spec, config.bits, n_classes, channels).to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
     opt, sched = sgd(net, config)
     return Network(net, opt, sched, ImageInputs(pixels, augment), device, amp=device.type == "cuda")
 
@@ -142,12 +151,12 @@ class _Outputs(nn.Module):
         return self.net(x)[0]
 
 
-def onnx_outputs(net: nn.Module, backbone: str) -> Any:
+def onnx_outputs(net: nn.Module, backbone: str, channels: int = 3) -> Any:
     """The ONNX Runtime twin of a fine-tuned HashNet's outputs u for 224 px crops, or None where it fell back."""
     from hashidx.features.runtime import onnx_twin
 
-    identity = {"module": "hash network", "backbone": backbone, "bands": 3}
-    return onnx_twin(_Outputs(net.eval()), "fine-tuned network", identity, (3, CROP, CROP))
+    identity = {"module": "hash network", "backbone": backbone, "bands": channels}
+    return onnx_twin(_Outputs(net.eval()), "fine-tuned network", identity, (channels, CROP, CROP))
 
 
 def embed_images(

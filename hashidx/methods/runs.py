@@ -13,8 +13,11 @@ import numpy as np
 
 from hashidx.codes.binary import pack
 from hashidx.codes.codefile import CodeFile
-from hashidx.data.datasets import load_dataset
+from hashidx.data.chips import Tiling
+from hashidx.data.datasets import Dataset
+from hashidx.data.footprints import Footprints
 from hashidx.data.labels import read_label_table, read_labels, relabel
+from hashidx.data.rasters import Radiometry
 from hashidx.data.split import Split, load_split, make_split, save_split
 from hashidx.errors import HashidxError
 from hashidx.features.backbones import DEFAULT_BACKBONE, backbone_spec, weights_label
@@ -28,6 +31,7 @@ from hashidx.methods.baselines import fit_itq, fit_lsh
 from hashidx.methods.checkpoints import save_checkpoint
 from hashidx.methods.encoder import Encoder
 from hashidx.methods.finetune import CROP, RESIZE, finetune_network, load_crops, resolve_device
+from hashidx.methods.inputs import dataset_inputs
 from hashidx.methods.symmetric import train_symmetric
 from hashidx.methods.training import Checkpointing, TrainConfig
 from hashidx.version import __version__
@@ -56,15 +60,17 @@ def load_or_extract(
     reuse: bool = False,
     weights: str = "imagenet",
     runtime: str = DEFAULT_RUNTIME,
+    inputs: tuple[Dataset, Radiometry] | None = None,
 ) -> tuple[FeatureCache, Path]:
     """Features of DATA (extracted into RUN_DIR/features.h5, resuming an interrupted extraction) or of a cache.
 
-    With `reuse` (a resumed run), a complete RUN_DIR/features.h5 of the same images and settings is kept.
+    `inputs` is DATA as methods.inputs.dataset_inputs reads it (chips, bands, scaling). With `reuse` (a resumed
+    run), a complete RUN_DIR/features.h5 of the same images and settings is kept.
     """
     if is_feature_file(source):
         return FeatureCache.load(source), Path(source).resolve()
     path = out_dir / "features.h5"
-    ds = load_dataset(source)
+    ds, radiometry = inputs or dataset_inputs(source)
     if reuse and path.is_file():
         cache = FeatureCache.load(path)
         size = image_size or backbone_spec(backbone).image_size
@@ -76,9 +82,21 @@ def load_or_extract(
             weights,
             backbone_spec(backbone).layers,
         )
+        same = same and cache.radiometry.same_as(radiometry)
         if same and sorted(cache.dataset.paths + tuple(p for p, _ in cache.skipped)) == sorted(ds.paths):
             return cache, path.resolve()
-    cache = extract_to(ds, path, backbone, image_size, views, batch_size, on_error, weights=weights, runtime=runtime)
+    cache = extract_to(
+        ds,
+        path,
+        backbone,
+        image_size,
+        views,
+        batch_size,
+        on_error,
+        weights=weights,
+        runtime=runtime,
+        radiometry=radiometry,
+    )
     return cache, path.resolve()
 
 
@@ -117,6 +135,9 @@ def train_run(
     checkpoint_every: int = 1,
     labels: str | Path | None = None,
     runtime: str = DEFAULT_RUNTIME,
+    bands: str | None = None,
+    scale: str | None = None,
+    tiling: Tiling | None = None,
 ) -> dict:
     """Train `method` and write the run folder; returns the train.json record.
 
@@ -130,7 +151,8 @@ def train_run(
     `finetune` trains the backbone too, end to end on the pool's images (DATA must be images), starting
     from `weights` (imagenet, none or a state-dict file), on `device` (auto: CUDA when available).
     `runtime` (onnx or torch) runs the frozen backbone passes: feature extraction, and the fine-tuned
-    symmetric network's database encoding.
+    symmetric network's database encoding. `bands`, `scale` and `tiling` say how DATA's rasters are read
+    (methods.inputs.dataset_inputs); the model records the bands and scaling for every later image.
     """
     if method not in METHODS:
         raise HashidxError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
@@ -142,6 +164,11 @@ def train_run(
         raise HashidxError(f"--bits {bits}: code length must be a positive multiple of 8 (16, 32, 64...)")
     if finetune and method not in ("ahcl", "symmetric"):
         raise HashidxError(f"--finetune trains a hash network; {method} has none (use ahcl or symmetric)")
+    if is_feature_file(source) and (bands or scale or tiling):
+        raise HashidxError(
+            f"{source}: --bands, --scale and --tile say how images are read; a feature cache was read already "
+            "(drop them, or pass the images)"
+        )
     if finetune and is_feature_file(source):
         raise HashidxError(
             f"{source}: --finetune trains the backbone on pixels; pass the image dataset "
@@ -151,14 +178,16 @@ def train_run(
     # One writer per run folder; a failed run leaves no folder it created behind, unless it can resume.
     with writing(out), output_folder(out, keep="resume.pt"):
         t0 = time.perf_counter()
+        inputs = None if is_feature_file(source) else dataset_inputs(source, bands, scale, tiling, split_seed)
         if finetune:
-            cache, features_path, ds = None, None, load_dataset(source)
+            assert inputs is not None
+            cache, features_path, (ds, radiometry) = None, None, inputs
             torch_device = resolve_device(device)
         else:
             cache, features_path = load_or_extract(
-                source, out, backbone, image_size, views, batch_size, on_error, resume, weights, runtime
+                source, out, backbone, image_size, views, batch_size, on_error, resume, weights, runtime, inputs
             )
-            ds = cache.dataset
+            ds, radiometry = cache.dataset, cache.radiometry
         if labels is not None:
             ds = relabel(ds, read_label_table(labels), labels)
         t_features = time.perf_counter() - t0
@@ -203,18 +232,24 @@ def train_run(
                 "weights": weights_label(spec, weights),
                 "augment": augment,
                 "preprocessing": f"resize to {RESIZE}x{RESIZE}, centre crop {CROP}, (x-mean)/std of the backbone",
+                **radiometry.attrs(),
                 "seed": seed,
                 "hashidx_version": __version__,
             }
-            pixels, kept, bad = load_crops([ds.absolute(i) for i in db_idx[pool]], on_error, desc="load pool images")
+            pixels, kept, bad = load_crops(
+                [ds.absolute(i) for i in db_idx[pool]], on_error, desc="load pool images", radiometry=radiometry
+            )
             skipped += [(ds.paths[db_idx[pool[i]]], reason) for i, reason in bad]
             pool = pool[kept]  # an unreadable pool image still gets an AHCL code from its label
             if len(pool) == 0:
                 raise HashidxError(f"{source}: none of the pool's images could be read; first: {bad[0][1]}")
-            inputs = finetune_network(backbone, weights, pixels, len(ds.classes), config, torch_device, augment)
+            network = finetune_network(
+                backbone, weights, pixels, len(ds.classes), config, torch_device, augment, radiometry.channels
+            )
             t_features = time.perf_counter() - t0  # here: loading the pool's images and the backbone
+            look = json.dumps(radiometry.attrs(), sort_keys=True)
             data_id = hashlib.sha256(
-                "\n".join([str(ds.root.resolve()), backbone, weights, str(augment), *ds.paths]).encode()
+                "\n".join([str(ds.root.resolve()), backbone, weights, str(augment), look, *ds.paths]).encode()
             ).hexdigest()
         else:
             assert cache is not None and features_path is not None  # the frozen path always has its feature cache
@@ -227,6 +262,7 @@ def train_run(
                 "weights": cache.weights,
                 "layers": cache.layers,
                 "runtime": cache.runtime,
+                **radiometry.attrs(),
                 "feature_dim": int(cache.features.shape[1]),
                 "classes": list(ds.classes),
                 "multilabel": ds.labels.ndim == 2,
@@ -236,7 +272,7 @@ def train_run(
                 "seed": seed,
                 "hashidx_version": __version__,
             }
-            inputs = cache.features[db_idx[pool]]
+            network = cache.features[db_idx[pool]]
             data_id = sha256_file(features_path)
         fingerprint = json.dumps(
             {
@@ -256,15 +292,15 @@ def train_run(
         )
         t1 = time.perf_counter()
         if method == "ahcl":
-            head, v, log = train_ahcl(inputs, db_labels, len(ds.classes), config, pool, checkpointing)
+            head, v, log = train_ahcl(network, db_labels, len(ds.classes), config, pool, checkpointing)
             t_train, t_db = time.perf_counter() - t1, 0.0
             codes = pack(v)
         else:
             if method == "symmetric":
-                head, log = train_symmetric(inputs, db_labels[pool], len(ds.classes), config, checkpointing)
+                head, log = train_symmetric(network, db_labels[pool], len(ds.classes), config, checkpointing)
             else:
-                assert isinstance(inputs, np.ndarray)  # itq and lsh are refused with --finetune above
-                head, log = (fit_itq if method == "itq" else fit_lsh)(inputs, bits, seed), {"iterations": []}
+                assert isinstance(network, np.ndarray)  # itq and lsh are refused with --finetune above
+                head, log = (fit_itq if method == "itq" else fit_lsh)(network, bits, seed), {"iterations": []}
             t_train = time.perf_counter() - t1
             if finetune:
                 # Symmetric codes need every database image through the whole fine-tuned network.
@@ -275,6 +311,9 @@ def train_run(
                 codes = Encoder(head, model_config).encode_features(cache.features[db_idx])
             t_db = time.perf_counter() - t1 - t_train
         save_checkpoint(out / "model.pt", head, model_config)
+        geo = None
+        if ds.geo is not None:
+            geo = Footprints.concat([ds.geo.subset(db_idx), Footprints.unknown(len(db_labels) - len(db_idx))])
         CodeFile(
             codes,
             np.arange(len(db_labels), dtype=np.int64),
@@ -292,6 +331,7 @@ def train_run(
                 # Where the database paths are relative to: galleries show their pixels from here.
                 "image_root": str(ds.root.resolve()),
             },
+            geo=geo,
         ).save(out / "codes.h5")
         record = {
             "command": sys.argv,

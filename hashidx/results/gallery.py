@@ -11,7 +11,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from hashidx.codes.codefile import Item
 from hashidx.data.images import load_image
+from hashidx.data.rasters import RGB, Radiometry
 from hashidx.io.atomic import atomic_path
 from hashidx.io.progress import progress
 from hashidx.results.query import Results
@@ -22,10 +24,11 @@ PER_PAGE = 10
 COLOURS = {"match": "#00c853", "miss": "#ff1744", "unknown": "#9e9e9e", "query": "#2962ff"}
 
 
-def thumbnail(path: Path, size: int = THUMB_PX) -> str | None:
-    """A size x size JPEG data URI of the image (the decoder the features use), or None when unreadable."""
+def thumbnail(path: Path, size: int = THUMB_PX, radiometry: Radiometry = RGB) -> str | None:
+    """A size x size JPEG data URI of the image or chip (the decoder and scaling the features use; the first
+    three bands as RGB), or None when unreadable."""
     try:
-        pixels = load_image(path, size)
+        pixels = load_image(path, size, radiometry.rgb_view())
     except Exception:  # a gallery shows a placeholder for a missing or unreadable file; it never stops
         return None
     buf = io.BytesIO()
@@ -33,8 +36,17 @@ def thumbnail(path: Path, size: int = THUMB_PX) -> str | None:
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def gallery_data(results: Results, title: str) -> dict:
-    """What the page shows, as JSON: queries with their results, and one thumbnail per distinct image."""
+def place(item: Item | None) -> str | None:
+    """`8.58502°S 115.16146°E`: where a result's footprint is centred, for people."""
+    if item is None or item.lonlat is None:
+        return None
+    lon, lat = item.lonlat
+    return f"{abs(lat):.5f}°{'N' if lat >= 0 else 'S'} {abs(lon):.5f}°{'E' if lon >= 0 else 'W'}"
+
+
+def gallery_data(results: Results, title: str, radiometry: Radiometry = RGB) -> dict:
+    """What the page shows, as JSON: queries with their results (and where they are), and one thumbnail per
+    distinct image."""
     files: dict[str, Path] = {}
 
     def key(file: Path | None) -> str | None:
@@ -65,21 +77,26 @@ def gallery_data(results: Results, title: str) -> dict:
                     "distance": d,
                     "verdict": verdict,
                     "img": key(results.files.get(i)),
+                    "place": place(results.places.get(i)),
+                    "lonlat": None if i not in results.places else results.places[i].lonlat,
                 }
             )
         queries.append({"name": name, "label": qlabel, "img": key(qfile), "results": hits})
     thumbs = {}
     for k in progress(list(files), "gallery thumbnails", unit="img"):
-        uri = thumbnail(files[k])
+        uri = thumbnail(files[k], radiometry=radiometry)
         if uri is not None:
             thumbs[k] = uri
     return {"title": title, "per_page": PER_PAGE, "colours": COLOURS, "queries": queries, "thumbs": thumbs}
 
 
-def write_gallery(results: Results, path: str | Path, title: str = "hashidx results") -> None:
-    """One self-contained HTML file (thumbnails inline), paged PER_PAGE queries at a time; written atomically."""
+def write_gallery(
+    results: Results, path: str | Path, title: str = "hashidx results", radiometry: Radiometry = RGB
+) -> None:
+    """One self-contained HTML file (thumbnails inline, read with the model's `radiometry`), paged PER_PAGE
+    queries at a time; written atomically."""
     # "</" inside a script element would end it early: a file name could otherwise inject markup.
-    data = json.dumps(gallery_data(results, title)).replace("</", "<\\/")
+    data = json.dumps(gallery_data(results, title, radiometry)).replace("</", "<\\/")
     page = _TEMPLATE.replace("{{title}}", html.escape(title)).replace("{{data}}", data)
     for name, colour in COLOURS.items():
         page = page.replace("{{" + name + "}}", colour)
@@ -110,6 +127,7 @@ h1 { font-size: 18px; margin: 0 0 4px; }
 .miss .frame { border-color: {{miss}}; }
 .name { white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
 .dist { font-weight: 600; }
+.place { display: block; color: #1a5fb4; white-space: nowrap; }
 </style></head>
 <body>
 <h1>{{title}}</h1>
@@ -134,7 +152,7 @@ function el(tag, cls, text) {
   return e;
 }
 
-function cell(cls, img, lines, tip) {
+function cell(cls, img, lines, tip, r) {
   const c = el("div", "cell " + cls);
   c.title = tip;
   const f = el("div", "frame");
@@ -149,6 +167,13 @@ function cell(cls, img, lines, tip) {
   }
   c.appendChild(f);
   for (const [cls2, text] of lines) c.appendChild(el("div", cls2, text));
+  if (r && r.place) {
+    const a = el("a", "place", r.place);
+    a.href = "https://www.openstreetmap.org/?mlat=" + r.lonlat[1] + "&mlon=" + r.lonlat[0] + "#map=17/" +
+      r.lonlat[1] + "/" + r.lonlat[0];
+    a.target = "_blank";
+    c.appendChild(a);
+  }
   return c;
 }
 
@@ -172,7 +197,7 @@ function show(p) {
     q.results.forEach((r, n) => {
       row.appendChild(cell(r.verdict, r.img, [["dist", "#" + (n + 1) + "  d=" + r.distance], ["name", base(r.path)],
                                              ["", r.label || ""]],
-                           r.path + " (id " + r.id + ", Hamming " + r.distance + ")"));
+                           r.path + " (id " + r.id + ", Hamming " + r.distance + ")", r));
     });
     rows.appendChild(row);
   }

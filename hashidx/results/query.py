@@ -14,8 +14,9 @@ import numpy as np
 
 from hashidx.codes.binary import pack, sign
 from hashidx.codes.codefile import CodeFile, Item, count_rows, items_by_id, read_ids_codes
+from hashidx.data.chips import Tiling
 from hashidx.data.labels import label_names
-from hashidx.data.queryfile import read_query_file
+from hashidx.data.queryfile import image_list
 from hashidx.errors import HashidxError
 from hashidx.features.runtime import DEFAULT_RUNTIME
 from hashidx.index import indexes as idx
@@ -24,7 +25,8 @@ from hashidx.io.atomic import atomic_path, sha256_file
 from hashidx.results.rerank import DEFAULT_RERANK, candidates_for, parse_rerank
 from hashidx.results.rerank import rerank as rerank_candidates
 
-RESULT_FIELDS = ("query", "rank", "id", "path", "distance", "score")
+RESULT_FIELDS = ("query", "rank", "id", "path", "distance", "score", "lon", "lat")
+FORMATS = ("tsv", "jsonl", "geojson")
 
 
 @dataclass
@@ -42,6 +44,7 @@ class Results:
     query_labels: list[str | None] = field(default_factory=list)  # each query's class name, where known
     scores: np.ndarray | None = None  # float (q x k): uᵀv where the results were re-ranked, else None
     rerank: str | int = "none"
+    places: dict[int, Item] = field(default_factory=dict)  # id → item, for the ids with a footprint
 
     def __len__(self) -> int:
         return int((self.ids >= 0).sum())
@@ -53,11 +56,12 @@ class Results:
             return blocks[0]
         first = blocks[0]
         scores = None if first.scores is None else np.concatenate([b.scores for b in blocks])
-        merged: dict[str, dict] = {"paths": {}, "labels": {}, "files": {}}
+        merged: dict[str, dict] = {"paths": {}, "labels": {}, "files": {}, "places": {}}
         for b in blocks:
             merged["paths"].update(b.paths)
             merged["labels"].update(b.labels)
             merged["files"].update(b.files)
+            merged["places"].update(b.places)
         return cls(
             [q for b in blocks for q in b.queries],
             np.concatenate([b.distances for b in blocks]),
@@ -70,17 +74,21 @@ class Results:
             [x for b in blocks for x in b.query_labels],
             scores,
             first.rerank,
+            merged["places"],
         )
 
-    def rows(self) -> Iterator[tuple[str, int, int, str, int, float | None]]:
-        """(query, rank, id, path, distance, score) in RESULT_FIELDS order; score None when not re-ranked."""
+    def rows(self) -> Iterator[tuple[str, int, int, str, int, float | None, float | None, float | None]]:
+        """(query, rank, id, path, distance, score, lon, lat) in RESULT_FIELDS order; score None when not
+        re-ranked, lon/lat None where the item has no footprint."""
         scores = (
             self.scores.round(6).tolist() if self.scores is not None else [[None] * self.ids.shape[1]] * len(self.ids)
         )
         for name, drow, irow, srow in zip(self.queries, self.distances.tolist(), self.ids.tolist(), scores):
             for rank, (d, i, s) in enumerate(zip(drow, irow, srow), 1):
                 if i >= 0:
-                    yield name, rank, i, self.paths.get(i, ""), d, s
+                    place = self.places.get(i)
+                    lon, lat = place.lonlat if place is not None and place.lonlat else (None, None)
+                    yield name, rank, i, self.paths.get(i, ""), d, s, lon, lat
 
 
 QUERY_BATCH = 4096  # queries per FAISS search call (and per result block)
@@ -150,8 +158,11 @@ class Searcher:
         nprobe: int | None = None,
         allow_model_mismatch: bool = False,
         runtime: str = DEFAULT_RUNTIME,
+        tiling: Tiling | None = None,
+        bands: str | None = None,
     ):
         self.index_path = Path(index_path)
+        self.tiling, self.bands = tiling, bands  # how query images are read: cut into chips, bands checked
         self.index, self.sidecar = idx.load(index_path)
         if self.index.ntotal == 0:
             raise HashidxError(f"{index_path}: the index is empty; rebuild it with 'hashidx build-index CODES.h5'")
@@ -229,7 +240,7 @@ class Searcher:
             raise HashidxError(
                 f"{query_file}: HDF5 of kind {kind!r}; query with an image list, a feature cache or a codes file"
             )
-        yield self.encode_images(read_query_file(query_file), query_file, batch_size, on_error)
+        yield self.encode_images(image_list(query_file), query_file, batch_size, on_error)
 
     def _codes_block(self, query_file: Path, rows: slice) -> QuerySet:
         cf = CodeFile.load(query_file, rows)  # precomputed codes need no model
@@ -276,9 +287,13 @@ class Searcher:
         batch_size: int = 8,
         on_error: str = "fail",
     ) -> QuerySet:
-        """Named query images through the model."""
+        """Named query images (or scenes, cut into chips with the Searcher's tiling) through the model."""
         if self.encoder is None:
             raise _no_model(source)
+        if self.tiling is not None or self.bands is not None:
+            from hashidx.methods.inputs import image_inputs
+
+            items = image_inputs(list(items), self.encoder.radiometry, self.bands, self.tiling)
         names, u, skipped = self.encoder.embed_named(items, source, batch_size, on_error)
         files = dict(items)
         classes = set(self.encoder.config.get("classes", []))
@@ -329,6 +344,7 @@ class Searcher:
             qs.labels,
             scores,
             mode,
+            {i: it for i, it in items.items() if it.lonlat is not None and np.isfinite(it.lonlat).all()},
         )
 
 
@@ -415,12 +431,16 @@ def _items_by_id(index_path: str | Path, sidecar: dict, ids: np.ndarray) -> dict
 
 
 def write_results(results: Results | Iterable[Results], path: str | Path, fmt: str = "tsv") -> None:
-    """TSV with a header row, or JSON lines; written atomically. Blocks of results (as query_to_file makes them) are
-    written as they come, so memory stays bounded by one block."""
-    if fmt not in ("tsv", "jsonl"):
-        raise HashidxError(f"unknown result format {fmt!r}; use tsv or jsonl")
+    """TSV with a header row, JSON lines, or a GeoJSON FeatureCollection (results.geojson); written atomically.
+    Blocks of results (as query_to_file makes them) are written as they come, so memory stays bounded by one
+    block."""
+    if fmt not in FORMATS:
+        raise HashidxError(f"unknown result format {fmt!r}; use {', '.join(FORMATS)}")
     blocks = [results] if isinstance(results, Results) else results
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as fh:
+        if fmt == "geojson":
+            write_geojson(blocks, fh)
+            return
         w = csv.writer(fh, delimiter="\t", lineterminator="\n")
         if fmt == "tsv":
             w.writerow(RESULT_FIELDS)
@@ -429,3 +449,40 @@ def write_results(results: Results | Iterable[Results], path: str | Path, fmt: s
                 w.writerows(block.rows())
             else:
                 fh.writelines(json.dumps(dict(zip(RESULT_FIELDS, row))) + "\n" for row in block.rows())
+
+
+def write_geojson(blocks: Iterable[Results], fh: Any) -> int:
+    """One Feature per result with a footprint: its polygon in EPSG:4326 (the four corners reprojected), and the
+    query, rank, id, distance, score, path, source file and pixel window as properties. Results without a
+    footprint are left out (the TSV keeps them); returns how many were written."""
+    from hashidx.data.footprints import polygon
+    from hashidx.data.rasters import split_chip
+
+    fh.write('{"type": "FeatureCollection", "features": [')
+    n = 0
+    for block in blocks:
+        for name, rank, i, path, d, score, _, _ in block.rows():
+            place = block.places.get(i)
+            if place is None or place.bounds is None:
+                continue
+            source, window = split_chip(place.file if place.file is not None else path)
+            feature = {
+                "type": "Feature",
+                "geometry": {"type": "Polygon", "coordinates": [polygon(place.crs, place.bounds)]},
+                "properties": {
+                    "query": name,
+                    "rank": rank,
+                    "id": i,
+                    "distance": d,
+                    "score": score,
+                    "path": path,
+                    "source": str(source),
+                    "window": None if window is None else [window.col, window.row, window.width, window.height],
+                    "label": block.labels.get(i),
+                    "crs": place.crs,
+                },
+            }
+            fh.write(("," if n else "") + "\n" + json.dumps(feature))
+            n += 1
+    fh.write("\n]}\n")
+    return n

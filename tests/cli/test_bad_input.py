@@ -108,11 +108,11 @@ def make_bad(kind: str, folder) -> str:
 
 UNREADABLE = {
     "truncated-jpeg": "cannot decode image",
-    "truncated-tiff": "cannot decode image",
-    "corrupt-tiff": "cannot decode image",
+    "truncated-tiff": "cannot read raster",
+    "corrupt-tiff": "cannot read raster",
     "zero-byte": "empty file (0 bytes)",
     "not-an-image": "cannot decode image",
-    "5-band-tiff": "5-band TIFF; export an RGB composite",
+    "5-band-tiff": "5-band raster (gray, undefined x4); choose the bands with --bands",
 }
 
 

@@ -5,18 +5,30 @@ import pytest
 from PIL import Image
 
 from hashidx.data.images import load_image
+from hashidx.data.rasters import Radiometry
 from hashidx.errors import HashidxError
 
 
-@pytest.mark.parametrize("mode", ["L", "P", "RGBA", "I;16"])
+@pytest.mark.parametrize("mode", ["L", "P", "RGBA"])
 def test_image_modes_become_rgb(tmp_path, mode):
-    img = Image.new("RGB", (31, 17), (200, 100, 50)).convert(mode if mode != "I;16" else "L")
-    if mode == "I;16":
-        img = Image.fromarray((np.arange(31 * 17).reshape(17, 31) * 100).astype(np.uint16))
+    img = Image.new("RGB", (31, 17), (200, 100, 50)).convert(mode)
     path = tmp_path / "x.tif"
     img.save(path)
     arr = load_image(path, 24)
     assert arr.shape == (24, 24, 3) and arr.dtype == np.float32 and 0 <= arr.min() <= arr.max() <= 1
+
+
+def test_16_bit_image_takes_the_dataset_scaling_not_its_own_range(tmp_path):
+    """The same pixel value reads the same in every image: no per-image min/max stretch."""
+    for name, top in (("a.png", 1000), ("b.png", 4000)):
+        a = np.full((17, 31), 500, np.uint16)
+        a[0, 0] = top
+        Image.fromarray(a).save(tmp_path / name)
+    with pytest.raises(HashidxError, match="a.png: uint16 pixels, and no dataset-wide scaling"):
+        load_image(tmp_path / "a.png", 24)
+    scaling = Radiometry((), ((0.0, 1000.0),) * 3, "given")
+    a, b = (load_image(tmp_path / n, 24, scaling) for n in ("a.png", "b.png"))
+    assert a.shape == (24, 24, 3) and np.allclose(a[12, 12], 0.5) and np.allclose(b[12, 12], 0.5)
 
 
 def test_corrupt_image_names_the_file(tmp_path):

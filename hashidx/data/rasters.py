@@ -1,0 +1,362 @@
+"""Rasters through rasterio (GDAL): band choice, one dataset-wide radiometric scaling, windowed and decimated reads."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hashidx.errors import HashidxError
+
+# Read by PIL as today (bit-identical features for RGB photo datasets); every other format goes to GDAL.
+PIL_SUFFIXES = (".jpg", ".jpeg", ".png")
+# A chip of a scene is named after it: `scene.tif#COL,ROW,WIDTH,HEIGHT` (a pixel window, read on demand).
+_CHIP = re.compile(r"^(.*)#(\d+),(\d+),(\d+),(\d+)$")
+# Robust per-band range over a sample of the training data: the tails are clouds, shadows and saturated pixels.
+PERCENTILES = (2.0, 98.0)
+SCALE_SAMPLE = 32  # images whose pixels fix the scaling
+SCALE_READ_PX = 256  # each sampled image is read decimated to at most this many pixels a side
+
+
+@dataclass(frozen=True)
+class Window:
+    """A pixel window of a raster: column and row offsets, width and height."""
+
+    col: int
+    row: int
+    width: int
+    height: int
+
+    def suffix(self) -> str:
+        return f"#{self.col},{self.row},{self.width},{self.height}"
+
+
+def split_chip(path: str | Path) -> tuple[Path, Window | None]:
+    """The file and the window of an item name (`scene.tif#0,0,256,256`); no window for a whole image."""
+    m = _CHIP.match(str(path))
+    if m is None or Path(path).is_file():
+        return Path(path), None
+    col, row, width, height = (int(g) for g in m.groups()[1:])
+    return Path(m.group(1)), Window(col, row, width, height)
+
+
+def scene_of(name: str) -> str:
+    """An item name without its chip window: what labels and tables know the item by."""
+    m = _CHIP.match(name)
+    return m.group(1) if m else name
+
+
+@dataclass(frozen=True)
+class Radiometry:
+    """Which bands feed the network's channels, in order, and the one linear scaling every image gets.
+
+    `bands` () means each file's own RGB (JPEG/PNG decoded as today, RGB(A) rasters their first three bands).
+    `scale` holds (lo, hi) per channel, x → clip((x − lo) / (hi − lo), 0, 1); () means 8-bit /255.
+    """
+
+    bands: tuple[int, ...] = ()
+    scale: tuple[tuple[float, float], ...] = ()
+    how: str = "8-bit /255"
+
+    @property
+    def channels(self) -> int:
+        return len(self.bands) or 3
+
+    def attrs(self) -> dict[str, str]:
+        """What a feature cache's attributes and a model's config record."""
+        return {
+            "bands": json.dumps(list(self.bands)),
+            "scale": json.dumps([list(s) for s in self.scale]),
+            "scaling": self.how,
+        }
+
+    @classmethod
+    def from_attrs(cls, attrs: Mapping[str, Any]) -> Radiometry:
+        """The recorded choice; files from before bands were recorded are RGB /255."""
+        try:
+            bands = tuple(int(b) for b in json.loads(str(attrs.get("bands", "[]"))))
+            scale = tuple((float(lo), float(hi)) for lo, hi in json.loads(str(attrs.get("scale", "[]"))))
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"malformed 'bands'/'scale' record ({exc})") from None
+        return cls(bands, scale, str(attrs.get("scaling", "8-bit /255")))
+
+    def describe(self) -> str:
+        bands = ",".join(map(str, self.bands)) if self.bands else "RGB"
+        return f"bands {bands}, {self.how}"
+
+    def rgb_view(self) -> Radiometry:
+        """The first three channels (a single one thrice): what a thumbnail shows."""
+        if not self.bands:
+            return self
+        pick = [0, 1, 2] if len(self.bands) >= 3 else [0, 0, 0]
+        scale = tuple(self.scale[i] for i in pick) if self.scale else ()
+        return Radiometry(tuple(self.bands[i] for i in pick), scale, self.how)
+
+    def same_as(self, other: Radiometry) -> bool:
+        return self.bands == other.bands and np.allclose(self.scale or [(0, 255)], other.scale or [(0, 255)])
+
+
+RGB = Radiometry()
+
+
+# GDAL's block cache defaults to 5% of RAM, and a scene read decimated passes every block through it: capped
+# here so that memory stays bounded by what is read, not by the scene (set GDAL_CACHEMAX to choose otherwise).
+GDAL_CACHE_MB = 128
+
+
+def _rasterio() -> Any:
+    os.environ.setdefault("GDAL_CACHEMAX", str(GDAL_CACHE_MB))
+    import rasterio  # imported on first raster: JPEG datasets never pay for GDAL
+
+    return rasterio
+
+
+def open_raster(path: Path) -> Any:
+    """rasterio dataset of `path`, or a one-line error naming the file."""
+    rasterio = _rasterio()
+    if not path.is_file():
+        raise HashidxError(f"{path}: image not found; fix the path or remove it from the list")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # NotGeoreferencedWarning: footprints() says it once per run
+            return rasterio.open(path)
+    except rasterio.errors.RasterioIOError as exc:
+        raise HashidxError(
+            f"{path}: cannot read raster ({str(exc).splitlines()[0][:160]}); "
+            "replace the file or remove it from the dataset"
+        ) from None
+
+
+def band_names(src: Any) -> list[str]:
+    """Each band's description, else its colour interpretation (red, green, blue, alpha, undefined...)."""
+    return [d or ci.name for d, ci in zip(src.descriptions, src.colorinterp)]
+
+
+def bands_summary(src: Any) -> str:
+    """`gray, undefined x12`: the band names, runs of equal ones folded."""
+    runs: list[list] = []
+    for name in band_names(src):
+        if runs and runs[-1][0] == name:
+            runs[-1][1] += 1
+        else:
+            runs.append([name, 1])
+    return ", ".join(n if k == 1 else f"{n} x{k}" for n, k in runs)
+
+
+def parse_bands(text: str, src: Any, path: Path) -> tuple[int, ...]:
+    """`--bands` against a raster: 1-based indices, ranges (5-13) or the file's band names (B04, red)."""
+    names = [n.lower() for n in band_names(src)]
+    out: list[int] = []
+    for part in (p.strip() for p in text.split(",")):
+        if re.fullmatch(r"\d+-\d+", part):
+            lo, hi = (int(x) for x in part.split("-"))
+            out += range(lo, hi + 1) if lo <= hi else range(lo, hi - 1, -1)
+        elif part.isdigit():
+            out.append(int(part))
+        elif part.lower() in names and names.count(part.lower()) == 1:
+            out.append(names.index(part.lower()) + 1)
+        else:
+            raise HashidxError(
+                f"--bands {text}: {part!r} is not a band of {path} (its {src.count}: {bands_summary(src)}); "
+                "give 1-based band numbers like 4,3,2, or a band's name where the file has one"
+            )
+    if not out:
+        raise HashidxError(f"--bands {text!r}: name at least one band, e.g. --bands 4,3,2")
+    check_bands(tuple(out), src, path)
+    return tuple(out)
+
+
+def check_bands(bands: tuple[int, ...], src: Any, path: Path) -> None:
+    bad = [b for b in bands if not 1 <= b <= src.count]
+    if bad:
+        raise HashidxError(
+            f"{path}: band {bad[0]} out of range, the file has {src.count} band(s); "
+            f"pick bands 1-{src.count} with --bands"
+        )
+
+
+def default_bands(src: Any, path: Path) -> tuple[tuple[int, ...], str | None]:
+    """The bands read when `--bands` is not given, and a note when that was a choice worth saying; other
+    multi-band files are refused."""
+    ci = [c.name for c in src.colorinterp]
+    if src.count == 3 or (src.count == 4 and ci[3] == "alpha"):
+        return (1, 2, 3), None
+    if src.count == 1 or (src.count == 2 and ci[1] == "alpha"):
+        return (1, 1, 1), (
+            f"{path}: single-band raster, read as grey (band 1 as R, G and B); --bands 1 gives a 1-channel model"
+        )
+    raise HashidxError(
+        f"{path}: {src.count}-band raster ({bands_summary(src)}); choose the bands with --bands, "
+        f"e.g. --bands 1,2,3 (first three listed take the network's R, G, B) or --bands 1-{src.count}"
+    )
+
+
+def _scale(a: np.ndarray, scale: Sequence[tuple[float, float]], dtype: str, path: Path) -> np.ndarray:
+    """Band-first array → [0,1] with the dataset's scaling (8-bit data without one: /255)."""
+    if not scale:
+        if dtype != "uint8":
+            raise HashidxError(
+                f"{path}: {dtype} pixels, and no dataset-wide scaling is recorded for them; "
+                "make the feature cache or model with this hashidx (it fits one) or pass --scale LO:HI"
+            )
+        return a.astype(np.float32) / 255.0
+    lo = np.asarray([s[0] for s in scale], np.float32).reshape(-1, 1, 1)
+    hi = np.asarray([s[1] for s in scale], np.float32).reshape(-1, 1, 1)
+    return np.clip((a.astype(np.float32) - lo) / np.maximum(hi - lo, 1e-6), 0.0, 1.0)
+
+
+def _read(src: Any, path: Path, bands: tuple[int, ...], window: Window | None, shape: tuple[int, int], how: str):
+    """Bands and validity mask of a window (or the whole raster) resampled to `shape` while GDAL reads them."""
+    from rasterio.enums import Resampling
+    from rasterio.windows import Window as RioWindow
+
+    win = None
+    if window is not None:
+        if window.col + window.width > src.width or window.row + window.height > src.height:
+            raise HashidxError(
+                f"{path}{window.suffix()}: window outside the {src.width}x{src.height} raster; "
+                "fix the chip name or re-tile"
+            )
+        win = RioWindow(window.col, window.row, window.width, window.height)
+    try:
+        a = src.read(list(bands), window=win, out_shape=(len(bands), *shape), resampling=Resampling[how])
+        valid = src.dataset_mask(window=win, out_shape=shape, resampling=Resampling.nearest) > 0
+    except _rasterio().errors.RasterioError as exc:
+        raise HashidxError(
+            f"{path}: cannot read raster pixels ({str(exc).splitlines()[0][:160]}); replace the file "
+            "or remove it from the dataset"
+        ) from None
+    return a, valid
+
+
+def read_mask(src: Any, path: Path, shape: tuple[int, int]) -> np.ndarray:
+    """The whole raster's validity (no-data, alpha, mask) at `shape`, decimated while GDAL reads it."""
+    from rasterio.enums import Resampling
+
+    try:
+        return src.dataset_mask(out_shape=shape, resampling=Resampling.nearest) > 0
+    except _rasterio().errors.RasterioError as exc:
+        raise HashidxError(
+            f"{path}: cannot read raster pixels ({str(exc).splitlines()[0][:160]}); replace the file "
+            "or remove it from the dataset"
+        ) from None
+
+
+def _bands_of(src: Any, path: Path, radiometry: Radiometry) -> tuple[int, ...]:
+    if radiometry.bands:
+        check_bands(radiometry.bands, src, path)
+        return radiometry.bands
+    return default_bands(src, path)[0]
+
+
+def read_raster(path: str | Path, size: int, radiometry: Radiometry = RGB) -> np.ndarray:
+    """A raster (or a chip `scene.tif#c,r,w,h` of one) as float32 size x size x C in [0, 1].
+
+    GDAL resamples while reading (bilinear; from overviews where the file has them), so a scene of any
+    size costs memory for `size` pixels, not for the scene. No-data, alpha and mask pixels read as 0.
+    """
+    file, window = split_chip(path)
+    with open_raster(file) as src:
+        bands = _bands_of(src, file, radiometry)
+        a, valid = _read(src, file, bands, window, (size, size), "bilinear")
+        pixels = _scale(a, radiometry.scale, src.dtypes[bands[0] - 1], file)
+    pixels *= valid[None]
+    return np.ascontiguousarray(pixels.transpose(1, 2, 0))
+
+
+def _sample_pixels(path: Path, radiometry: Radiometry) -> tuple[np.ndarray, str, str | None]:
+    """Valid pixels (C x n) of an image or chip read decimated, its data type, and a note on its default bands."""
+    file, window = split_chip(path)
+    with open_raster(file) as src:
+        bands = _bands_of(src, file, radiometry)
+        note = None if radiometry.bands else default_bands(src, file)[1]
+        w, h = (window.width, window.height) if window else (src.width, src.height)
+        f = max(1.0, max(w, h) / SCALE_READ_PX)
+        a, valid = _read(src, file, bands, window, (max(1, int(h / f)), max(1, int(w / f))), "nearest")
+        return a[:, valid], src.dtypes[bands[0] - 1], note
+
+
+def parse_scale(text: str, channels: int) -> tuple[tuple[float, float], ...]:
+    """`--scale LO:HI` (every band) or `LO:HI,LO:HI,...` (one per band, in --bands order)."""
+    try:
+        pairs = [tuple(float(x) for x in part.split(":")) for part in text.split(",")]
+    except ValueError:
+        pairs = []
+    if not pairs or any(len(p) != 2 or not p[1] > p[0] for p in pairs) or len(pairs) not in (1, channels):
+        raise HashidxError(
+            f"--scale {text}: give LO:HI with LO < HI, once for all bands or once per band ({channels}), e.g. "
+            "--scale 0:3000; or 'auto', or a feature cache / model.pt whose scaling to reuse"
+        )
+    return tuple((p[0], p[1]) for p in pairs) * (channels if len(pairs) == 1 else 1)
+
+
+def fit_radiometry(
+    paths: Sequence[Path],
+    bands: str | None = None,
+    scale: str | None = None,
+    seed: int = 0,
+    recorded: Radiometry | None = None,
+) -> tuple[Radiometry, list[str]]:
+    """The dataset's bands and scaling, and notes worth saying; JPEG/PNG-only datasets without options keep
+    today's RGB /255.
+
+    `bands` is --bands (checked against the first raster); `scale` is 'auto' (None) or LO:HI pairs;
+    `recorded` (from a feature cache or model given as --scale) is reused as it is.
+    """
+    if recorded is not None:
+        if bands and parse_bands_like(bands, paths) != recorded.bands:
+            raise HashidxError(f"--bands {bands} differs from the recorded {recorded.describe()}; drop --bands")
+        return recorded, []
+    rasters = [p for p in paths if split_chip(p)[1] is not None or p.suffix.lower() not in PIL_SUFFIXES]
+    if bands is None and not rasters and scale is None:
+        return RGB, []
+    chosen: tuple[int, ...] = () if bands is None else parse_bands_like(bands, rasters or list(paths))
+    if scale is not None and scale != "auto":
+        return Radiometry(chosen, parse_scale(scale, len(chosen) or 3), "given (--scale)"), []
+    rng = np.random.default_rng(seed)
+    pool = rasters or list(paths)
+    sample = [pool[i] for i in sorted(rng.choice(len(pool), min(SCALE_SAMPLE, len(pool)), replace=False))]
+    parts: list[np.ndarray] = []
+    types: set[str] = set()
+    notes: list[str] = []
+    errors: list[HashidxError] = []
+    for p in sample:
+        try:
+            px, dtype, note = _sample_pixels(Path(p), Radiometry(chosen))
+        except HashidxError as exc:  # the extraction reports the file (or skips it, with --on-error skip)
+            errors.append(exc)
+            continue
+        parts.append(px)
+        types.add(dtype)
+        notes += [note] if note and not notes else []
+    if not parts:
+        if bands is None:
+            return RGB, []
+        raise errors[0]
+    channels = len(chosen) or 3
+    if types == {"uint8"}:
+        return (RGB if not chosen else Radiometry(chosen, ((0.0, 255.0),) * channels, "8-bit /255")), notes
+    pixels = np.concatenate(parts, axis=1)
+    if pixels.shape[1] == 0:
+        raise HashidxError(
+            f"{sample[0]}: the sampled images have no valid pixels; check their no-data value, or pass --scale"
+        )
+    lo, hi = np.percentile(pixels.astype(np.float64), PERCENTILES, axis=1)
+    hi = np.maximum(hi, lo + 1)
+    kinds = "/".join(sorted(types))
+    how = f"percentiles {PERCENTILES[0]:g}-{PERCENTILES[1]:g} per band over {len(parts)} images ({kinds})"
+    return Radiometry(chosen, tuple((float(a), float(b)) for a, b in zip(lo, hi)), how), notes
+
+
+def parse_bands_like(text: str, paths: Sequence[Path]) -> tuple[int, ...]:
+    """--bands resolved against the first raster of `paths` (its band count and names)."""
+    first = next((p for p in paths if p.suffix.lower() not in PIL_SUFFIXES or split_chip(p)[1]), paths[0])
+    with open_raster(split_chip(first)[0]) as src:
+        return parse_bands(text, src, first)
