@@ -11,7 +11,7 @@ import h5py
 
 from hashidx.errors import HashidxError
 from hashidx.io.atomic import sha256_file
-from hashidx.io.h5 import check_sizes
+from hashidx.io.h5 import check_sizes, strings
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 
@@ -43,6 +43,22 @@ def _layers(backbone: Any, layers: Any) -> str | None:
     return recorded_layers(str(backbone), layers) if backbone else None
 
 
+def _look(a: dict) -> str:
+    """The bands and scaling images were read with, as hashidx says them."""
+    from hashidx.data.rasters import Radiometry
+
+    return Radiometry.from_attrs(a).describe()
+
+
+def _geo(f: h5py.File) -> str | None:
+    """How many items have a footprint, in which CRSs."""
+    if "footprints" not in f:
+        return None
+    crs = strings(f["footprints/crs"])
+    known = sorted({c for c in crs if c})
+    return f"{sum(map(bool, crs))} of {len(crs)} items ({', '.join(known[:4])}{', ...' if len(known) > 4 else ''})"
+
+
 def _features(path: Path, f: h5py.File, a: dict) -> tuple[dict, list]:
     n, d = f["features"].shape
     facts = {
@@ -55,6 +71,8 @@ def _features(path: Path, f: h5py.File, a: dict) -> tuple[dict, list]:
         "views": a.get("views", 1),
         "layers": _layers(a.get("backbone"), a.get("layers")),
         "runtime": a.get("runtime", "torch"),
+        "read_as": _look(a),
+        "footprints": _geo(f),
         "preprocessing": a.get("preprocessing"),
         "skipped_images": len(json.loads(a.get("skipped", "[]"))),
         "image_root": a.get("root"),
@@ -74,6 +92,7 @@ def _codes(path: Path, f: h5py.File, a: dict) -> tuple[dict, list]:
         "backbone": a.get("backbone"),
         "classes": len(json.loads(a.get("classes", "[]"))),
         "image_root": a.get("image_root"),
+        "footprints": _geo(f),
         "model_sha256": a.get("model_sha256"),
         "hashidx_version": a.get("hashidx_version"),
     }
@@ -143,6 +162,7 @@ def _torch_file(path: Path) -> dict:
         "classes": len(c.get("classes", [])),
         "weights": c.get("weights", "imagenet"),
         "features_runtime": c.get("runtime", "torch") if not c.get("finetune") else None,
+        "read_as": _look(c),
         "finetuned": bool(c.get("finetune", False)),
         "seed": c.get("seed"),
         "parameters": sum(int(t.numel()) for t in obj["state_dict"].values()),

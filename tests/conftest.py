@@ -32,6 +32,30 @@ def require_ucmd() -> Path:
     return UCMD
 
 
+SHARED = UCMD.parents[1]
+
+
+def require_shared(folder: Path) -> Path:
+    """A folder of ../shared/datasets; in CI its absence is a failure, elsewhere a skip."""
+    if not folder.is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"{folder} is missing: CI must run the real-data tests with ../shared beside the checkout")
+        pytest.skip(f"real data not found at {folder}")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def scenes() -> Path:
+    """The shared whole scenes: drone orthophoto, NAIP in three years, Sentinel-2 TCI, Landsat."""
+    return require_shared(SHARED / "scenes")
+
+
+@pytest.fixture(scope="session")
+def eurosat() -> Path:
+    """The 200 shared EuroSAT-MS Sentinel-2 chips (13 bands)."""
+    return require_shared(SHARED / "EuroSAT_MS")
+
+
 @pytest.fixture(scope="session")
 def ucmd_slice(tmp_path_factory) -> Path:
     """5 classes x 20 real UC Merced images as a class-folder dataset (symlinks to the originals)."""

@@ -54,7 +54,7 @@ def add_images(
     check_model(
         model_path, encoder.bits, model_sha, sidecar["bits"], sidecar.get("model_sha256"), allow_model_mismatch, "model"
     )
-    items = image_inputs(image_list(source), encoder.radiometry, bands, tiling)
+    items, encoder.radiometry = image_inputs(image_list(source), encoder.radiometry, bands, tiling)
     names, codes, skipped = encoder.encode_named(items, source, batch_size, on_error)
     where = dict(items)
     files = tuple(str(where[n]) for n in names)  # resolved: a gallery finds the pixels wherever the list was

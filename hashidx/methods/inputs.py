@@ -54,20 +54,23 @@ def dataset_inputs(
 
 def image_inputs(
     items: list[tuple[str, Path]], radiometry: Radiometry, bands: str | None = None, tiling: Tiling | None = None
-) -> list[tuple[str, Path]]:
-    """Query or added images, cut into chips with `tiling`; a --bands that is not the model's is refused."""
+) -> tuple[list[tuple[str, Path]], Radiometry]:
+    """Query or added images, cut into chips with `tiling`, and the bands and scaling to read them with: the
+    model's. A --bands other than the model's is refused; for a model of each file's RGB, --bands names which
+    bands of these files are R, G, B (NAIP's 1,2,3 of four)."""
     if bands is not None:
         chosen = parse_bands_like(bands, [p for _, p in items])
-        if chosen != (radiometry.bands or (1, 2, 3)):
+        if chosen != (radiometry.bands or chosen[:3]) or len(chosen) != radiometry.channels:
             raise HashidxError(
                 f"--bands {bands}: the model reads {radiometry.describe()}; drop --bands (the model's choice is "
                 "used for every image) or retrain on these bands"
             )
+        radiometry = Radiometry(chosen, radiometry.scale, radiometry.how)
     if tiling is not None:
         tiled = tile_items(items, tiling)
         report_tiles(tiled, tiling)
         items = tiled.items
-    return items
+    return items, radiometry
 
 
 def has_rasters(paths: Sequence[Path]) -> bool:

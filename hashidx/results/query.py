@@ -293,7 +293,7 @@ class Searcher:
         if self.tiling is not None or self.bands is not None:
             from hashidx.methods.inputs import image_inputs
 
-            items = image_inputs(list(items), self.encoder.radiometry, self.bands, self.tiling)
+            items, self.encoder.radiometry = image_inputs(list(items), self.encoder.radiometry, self.bands, self.tiling)
         names, u, skipped = self.encoder.embed_named(items, source, batch_size, on_error)
         files = dict(items)
         classes = set(self.encoder.config.get("classes", []))

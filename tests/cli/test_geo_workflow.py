@@ -15,6 +15,8 @@ from hashidx.cli import main
 
 ORTHO = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "scenes" / "drone_orthophoto.tif"
 
+pytestmark = pytest.mark.usefixtures("scenes")
+
 
 def _invoke(*args):
     return CliRunner().invoke(main, ["--quiet", *map(str, args)], catch_exceptions=False)
@@ -87,8 +89,8 @@ def test_scene_bad_input_through_the_cli(mapped, tmp_path):
     model = tmp / "run" / "model.pt"
     big = _invoke("add", tmp / "ix", ORTHO, "--model", model, "--tile", "1000")
     assert big.exit_code == 1 and "chip size 1000 px is larger than the 686x758 px scene" in big.output
-    bands = _invoke("add", tmp / "ix", ORTHO, "--model", model, "--tile", "256", "--bands", "1,2,4")
-    assert bands.exit_code == 1 and "--bands 1,2,4: the model reads bands RGB" in bands.output
+    bands = _invoke("add", tmp / "ix", ORTHO, "--model", model, "--tile", "256", "--bands", "1-4")
+    assert bands.exit_code == 1 and "--bands 1-4: the model reads bands RGB" in bands.output
     cut = tmp_path / "cut.tif"
     cut.write_bytes(ORTHO.read_bytes()[:50_000])
     broken = _invoke("add", tmp / "ix", cut, "--model", model, "--tile", "256")

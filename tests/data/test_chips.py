@@ -15,6 +15,8 @@ from hashidx.errors import HashidxError
 
 SCENES = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "scenes"
 
+pytestmark = pytest.mark.usefixtures("scenes")
+
 
 def valid_share(path: Path, w) -> float:
     """Independently of hashidx: the share of a window's pixels GDAL's full-resolution mask calls valid."""

@@ -7,15 +7,15 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from large_raster import SCENE, make_large_raster, measure  # noqa: E402
+from large_raster import SCENE, make_large_raster, measure
 
 DECODED_WHOLE_MB = 20_000 * 20_000 * 3 / 2**20  # 1,144 MB
+
+pytestmark = pytest.mark.usefixtures("scenes")
 
 
 @pytest.fixture(scope="module")
 def large(tmp_path_factory):
-    if not SCENE.is_file():
-        pytest.skip("../shared/datasets/scenes is not there")
     return make_large_raster(tmp_path_factory.mktemp("large") / "large.tif", compress="jpeg")
 
 
