@@ -19,8 +19,8 @@ if TYPE_CHECKING:
     from hashidx.codes.codefile import CodeFile
     from hashidx.data.chips import Tiling
     from hashidx.data.datasets import Dataset, load_dataset
-    from hashidx.data.rasters import Radiometry, fit_radiometry
     from hashidx.data.queryfile import read_query_file
+    from hashidx.data.rasters import Radiometry, fit_radiometry
     from hashidx.data.split import Split, load_split, make_split, save_split
     from hashidx.errors import HashidxError
     from hashidx.evaluation.bench import run_bench

@@ -139,6 +139,13 @@ BANDS_OPTION = click.option(
     "pretrained R, G, B filters, others start from their mean. [default: a file's RGB; required for other "
     "multi-band rasters]",
 )
+MODEL_BANDS_OPTION = click.option(
+    "--bands",
+    default=None,
+    metavar="LIST",
+    help="Images are read with the model's bands and scaling; --bands may only restate them, or, for a model "
+    "of each file's RGB, name which 3 bands of a multi-band raster are R, G, B (NAIP: 1,2,3).",
+)
 SCALE_OPTION = click.option(
     "--scale",
     default=None,
@@ -446,7 +453,7 @@ def build_index(codes: Path, index_type: str, nlist: int | None, nprobe: int | N
 @ON_ERROR_OPTION
 @TILE_OPTION
 @MIN_VALID_OPTION
-@BANDS_OPTION
+@MODEL_BANDS_OPTION
 @RUNTIME_OPTION
 @NO_WAIT_OPTION
 @_one_line_errors
@@ -519,7 +526,7 @@ def add(
 @ON_ERROR_OPTION
 @TILE_OPTION
 @MIN_VALID_OPTION
-@BANDS_OPTION
+@MODEL_BANDS_OPTION
 @RUNTIME_OPTION
 @_one_line_errors
 def query(

@@ -1,4 +1,5 @@
-"""Images and their labels: datasets, decoding, rasters (bands, scaling, chips, footprints), the split, label-only items, query files, downloads."""
+"""Images and their labels: datasets, decoding, rasters (bands, scaling, chips, footprints), the split,
+label-only items, query files, downloads."""
 
 from typing import TYPE_CHECKING
 
@@ -9,7 +10,7 @@ if TYPE_CHECKING:
     from hashidx.data.chips import Tiling, tile_items
     from hashidx.data.datasets import IMAGE_SUFFIXES, Dataset, load_dataset, read_list
     from hashidx.data.download import CATALOGUE, Source
-    from hashidx.data.footprints import Footprints, footprints, polygon
+    from hashidx.data.footprints import Footprints, polygon
     from hashidx.data.images import load_image
     from hashidx.data.labels import LabelFile, read_labels
     from hashidx.data.queryfile import image_list, read_query_file
