@@ -127,7 +127,7 @@ h1 { font-size: 18px; margin: 0 0 4px; }
 .miss .frame { border-color: {{miss}}; }
 .name { white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
 .dist { font-weight: 600; }
-.place { display: block; color: #1a5fb4; white-space: nowrap; }
+.place { display: block; color: #1a5fb4; font-size: 10px; }
 </style></head>
 <body>
 <h1>{{title}}</h1>
