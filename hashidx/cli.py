@@ -171,6 +171,22 @@ MIN_VALID_OPTION = click.option(
 )
 
 
+def _options(*options):
+    """Several click options as one decorator, in the order they are listed (in --help too)."""
+
+    def apply(f):
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return apply
+
+
+# How DATA's images are read (features, train), and how query/added images are (the model's choice).
+READING_OPTIONS = _options(BANDS_OPTION, SCALE_OPTION, TILE_OPTION, MIN_VALID_OPTION)
+MODEL_READING_OPTIONS = _options(TILE_OPTION, MIN_VALID_OPTION, MODEL_BANDS_OPTION)
+
+
 def _tiling(tile: str | None, min_valid: float):
     if tile is None:
         return None
@@ -223,10 +239,7 @@ RERANK_OPTION = click.option(
     help="The backbone's weights: imagenet, none, or a local state-dict file.",
 )
 @LABELS_OPTION
-@BANDS_OPTION
-@SCALE_OPTION
-@TILE_OPTION
-@MIN_VALID_OPTION
+@READING_OPTIONS
 @RUNTIME_OPTION
 @NO_WAIT_OPTION
 @_one_line_errors
@@ -340,10 +353,7 @@ def features(
 )
 @click.option("--augment", is_flag=True, help="With --finetune: random 90° rotations and flips of the training images.")
 @LABELS_OPTION
-@BANDS_OPTION
-@SCALE_OPTION
-@TILE_OPTION
-@MIN_VALID_OPTION
+@READING_OPTIONS
 @RUNTIME_OPTION
 @NO_WAIT_OPTION
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Run folder to write.")
@@ -451,9 +461,7 @@ def build_index(codes: Path, index_type: str, nlist: int | None, nprobe: int | N
 @click.option("--batch-size", type=int, default=8, show_default=True, help="Images per backbone call.")
 @click.option("--allow-model-mismatch", is_flag=True, help="Add even if the model is not the one the codes came from.")
 @ON_ERROR_OPTION
-@TILE_OPTION
-@MIN_VALID_OPTION
-@MODEL_BANDS_OPTION
+@MODEL_READING_OPTIONS
 @RUNTIME_OPTION
 @NO_WAIT_OPTION
 @_one_line_errors
@@ -524,9 +532,7 @@ def add(
 )
 @RERANK_OPTION
 @ON_ERROR_OPTION
-@TILE_OPTION
-@MIN_VALID_OPTION
-@MODEL_BANDS_OPTION
+@MODEL_READING_OPTIONS
 @RUNTIME_OPTION
 @_one_line_errors
 def query(

@@ -10,6 +10,7 @@ import numpy as np
 
 from hashidx.data.chips import Tiled, Tiling, tile_items
 from hashidx.data.footprints import Footprints
+from hashidx.data.rasters import scene_of
 from hashidx.errors import HashidxError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".jp2")
@@ -40,7 +41,7 @@ class Dataset:
         """Each scene cut into chips that keep its label (`scene.tif#COL,ROW,WIDTH,HEIGHT`), and what was skipped."""
         tiled = tile_items([(p, self.root / p) for p in self.paths], tiling)
         owner = {name: i for i, name in enumerate(self.paths)}
-        rows = [owner[name.rsplit("#", 1)[0]] for name, _ in tiled.items]
+        rows = [owner[scene_of(name)] for name, _ in tiled.items]
         paths = tuple(name for name, _ in tiled.items)
         return Dataset(self.root, paths, self.labels[np.asarray(rows, dtype=np.int64)], self.classes), tiled
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from hashidx.data.rasters import PIL_SUFFIXES, RGB, Radiometry, read_raster, split_chip
+from hashidx.data.rasters import RGB, Radiometry, is_raster, read_raster
 from hashidx.errors import HashidxError
 
 
@@ -37,12 +37,11 @@ def load_image(path: str | Path, size: int, radiometry: Radiometry = RGB) -> np.
     chips `scene.tif#c,r,w,h`, images past PIL's size limit) is read by GDAL, decimated while reading.
     """
     path = Path(path)
-    file, window = split_chip(path)
+    if path.is_file() and path.stat().st_size == 0:  # a chip's name is not a file: its scene is
+        raise HashidxError(f"{path}: empty file (0 bytes); replace the file or remove it from the dataset")
+    if radiometry.bands or is_raster(path):
+        return read_raster(path, size, radiometry)
     try:
-        if window is None and path.stat().st_size == 0:
-            raise HashidxError(f"{path}: empty file (0 bytes); replace the file or remove it from the dataset")
-        if radiometry.bands or window is not None or path.suffix.lower() not in PIL_SUFFIXES:
-            return read_raster(path, size, radiometry)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # PIL warns on odd EXIF; a real failure still raises below
             try:
@@ -57,7 +56,7 @@ def load_image(path: str | Path, size: int, radiometry: Radiometry = RGB) -> np.
     except HashidxError:
         raise
     except FileNotFoundError:
-        raise HashidxError(f"{file}: image not found; fix the path or remove it from the list") from None
+        raise HashidxError(f"{path}: image not found; fix the path or remove it from the list") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise HashidxError(
             f"{path}: cannot decode image ({exc}); replace the file or remove it from the dataset"

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,11 @@ def split_chip(path: str | Path) -> tuple[Path, Window | None]:
         return Path(path), None
     col, row, width, height = (int(g) for g in m.groups()[1:])
     return Path(m.group(1)), Window(col, row, width, height)
+
+
+def is_raster(path: Path) -> bool:
+    """Whether GDAL reads the item (a chip, or any format but JPEG/PNG) rather than PIL decoding a photo."""
+    return path.suffix.lower() not in PIL_SUFFIXES or split_chip(path)[1] is not None
 
 
 def scene_of(name: str) -> str:
@@ -212,41 +218,48 @@ def _scale(a: np.ndarray, scale: Sequence[tuple[float, float]], dtype: str, path
     return np.clip((a.astype(np.float32) - lo) / np.maximum(hi - lo, 1e-6), 0.0, 1.0)
 
 
+@contextlib.contextmanager
+def _gdal_errors(path: Path) -> Iterator[None]:
+    """GDAL's read failures (a truncated block, a bad compression stream) as one line naming the file."""
+    try:
+        yield
+    except _rasterio().errors.RasterioError as exc:
+        raise HashidxError(
+            f"{path}: cannot read raster pixels ({str(exc).splitlines()[0][:160]}); replace the file "
+            "or remove it from the dataset"
+        ) from None
+
+
+def _rio_window(src: Any, path: Path, window: Window | None) -> Any:
+    """rasterio's window for `window` (None: the whole raster), refused when it leaves the raster."""
+    if window is None:
+        return None
+    from rasterio.windows import Window as RioWindow
+
+    if window.col + window.width > src.width or window.row + window.height > src.height:
+        raise HashidxError(
+            f"{path}{window.suffix()}: window outside the {src.width}x{src.height} raster; fix the chip name or re-tile"
+        )
+    return RioWindow(window.col, window.row, window.width, window.height)
+
+
+def read_mask(src: Any, path: Path, shape: tuple[int, int], window: Window | None = None) -> np.ndarray:
+    """Validity (no-data, alpha, mask) of a window or the whole raster at `shape`, decimated while GDAL reads it."""
+    from rasterio.enums import Resampling
+
+    win = _rio_window(src, path, window)
+    with _gdal_errors(path):
+        return src.dataset_mask(window=win, out_shape=shape, resampling=Resampling.nearest) > 0
+
+
 def _read(src: Any, path: Path, bands: tuple[int, ...], window: Window | None, shape: tuple[int, int], how: str):
     """Bands and validity mask of a window (or the whole raster) resampled to `shape` while GDAL reads them."""
     from rasterio.enums import Resampling
-    from rasterio.windows import Window as RioWindow
 
-    win = None
-    if window is not None:
-        if window.col + window.width > src.width or window.row + window.height > src.height:
-            raise HashidxError(
-                f"{path}{window.suffix()}: window outside the {src.width}x{src.height} raster; "
-                "fix the chip name or re-tile"
-            )
-        win = RioWindow(window.col, window.row, window.width, window.height)
-    try:
+    win = _rio_window(src, path, window)
+    with _gdal_errors(path):
         a = src.read(list(bands), window=win, out_shape=(len(bands), *shape), resampling=Resampling[how])
-        valid = src.dataset_mask(window=win, out_shape=shape, resampling=Resampling.nearest) > 0
-    except _rasterio().errors.RasterioError as exc:
-        raise HashidxError(
-            f"{path}: cannot read raster pixels ({str(exc).splitlines()[0][:160]}); replace the file "
-            "or remove it from the dataset"
-        ) from None
-    return a, valid
-
-
-def read_mask(src: Any, path: Path, shape: tuple[int, int]) -> np.ndarray:
-    """The whole raster's validity (no-data, alpha, mask) at `shape`, decimated while GDAL reads it."""
-    from rasterio.enums import Resampling
-
-    try:
-        return src.dataset_mask(out_shape=shape, resampling=Resampling.nearest) > 0
-    except _rasterio().errors.RasterioError as exc:
-        raise HashidxError(
-            f"{path}: cannot read raster pixels ({str(exc).splitlines()[0][:160]}); replace the file "
-            "or remove it from the dataset"
-        ) from None
+    return a, read_mask(src, path, shape, window)
 
 
 def _bands_of(src: Any, path: Path, radiometry: Radiometry) -> tuple[int, ...]:
@@ -275,8 +288,11 @@ def _sample_pixels(path: Path, radiometry: Radiometry) -> tuple[np.ndarray, str,
     """Valid pixels (C x n) of an image or chip read decimated, its data type, and a note on its default bands."""
     file, window = split_chip(path)
     with open_raster(file) as src:
-        bands = _bands_of(src, file, radiometry)
-        note = None if radiometry.bands else default_bands(src, file)[1]
+        if radiometry.bands:
+            bands, note = radiometry.bands, None
+            check_bands(bands, src, file)
+        else:
+            bands, note = default_bands(src, file)
         w, h = (window.width, window.height) if window else (src.width, src.height)
         f = max(1.0, max(w, h) / SCALE_READ_PX)
         a, valid = _read(src, file, bands, window, (max(1, int(h / f)), max(1, int(w / f))), "nearest")
@@ -314,7 +330,7 @@ def fit_radiometry(
         if bands and parse_bands_like(bands, paths) != recorded.bands:
             raise HashidxError(f"--bands {bands} differs from the recorded {recorded.describe()}; drop --bands")
         return recorded, []
-    rasters = [p for p in paths if split_chip(p)[1] is not None or p.suffix.lower() not in PIL_SUFFIXES]
+    rasters = [p for p in paths if is_raster(p)]
     if bands is None and not rasters and scale is None:
         return RGB, []
     chosen: tuple[int, ...] = () if bands is None else parse_bands_like(bands, rasters or list(paths))
@@ -357,6 +373,6 @@ def fit_radiometry(
 
 def parse_bands_like(text: str, paths: Sequence[Path]) -> tuple[int, ...]:
     """--bands resolved against the first raster of `paths` (its band count and names)."""
-    first = next((p for p in paths if p.suffix.lower() not in PIL_SUFFIXES or split_chip(p)[1]), paths[0])
+    first = next((p for p in paths if is_raster(p)), paths[0])
     with open_raster(split_chip(first)[0]) as src:
         return parse_bands(text, src, first)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -187,7 +188,7 @@ def compute_features(
     size = image_size or spec.image_size
     extractor = FeatureExtractor(spec, weights, runtime, radiometry.channels)
     paths = [ds.absolute(i) for i in range(len(ds))]
-    ds = Dataset(ds.root, ds.paths, ds.labels, ds.classes, footprints(paths, warn))
+    ds = dataclasses.replace(ds, geo=footprints(paths, warn))
     resume, save = None, None
     if partial is not None:
         keeper = _Partial(Path(partial), _identity(ds, backbone, size, check_views(views), weights, radiometry))

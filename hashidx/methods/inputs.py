@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 from hashidx.data.chips import Tiled, Tiling, tile_items
 from hashidx.data.datasets import Dataset, load_dataset
-from hashidx.data.rasters import PIL_SUFFIXES, Radiometry, fit_radiometry, parse_bands_like, split_chip
+from hashidx.data.rasters import Radiometry, fit_radiometry, parse_bands_like
 from hashidx.errors import HashidxError
 from hashidx.io.progress import inform, warn
 
@@ -71,8 +70,3 @@ def image_inputs(
         report_tiles(tiled, tiling)
         items = tiled.items
     return items, radiometry
-
-
-def has_rasters(paths: Sequence[Path]) -> bool:
-    """Whether any item is read by GDAL (a raster or a chip) rather than decoded as a photo."""
-    return any(split_chip(p)[1] is not None or p.suffix.lower() not in PIL_SUFFIXES for p in paths)
