@@ -195,6 +195,47 @@ def _tiling(tile: str | None, min_valid: float):
     return Tiling.parse(tile, min_valid)
 
 
+ENGINE_OPTIONS = _options(
+    click.option(
+        "--engine",
+        type=click.Choice(["local", "ray"]),
+        default="local",
+        show_default=True,
+        help="Where the network passes (and searches) run: in this process, or on Ray workers (pip install "
+        "'hashidx[ray]'); the outputs are the same.",
+    ),
+    click.option(
+        "--ray-address",
+        default=None,
+        metavar="auto|HOST:PORT",
+        help="With --engine ray: the cluster to join (auto: the one 'ray start' runs here) [default: start a "
+        "local Ray runtime for this command].",
+    ),
+    click.option("--workers", type=int, default=None, help="With --engine ray: worker actors [default: one per CPU]."),
+    click.option(
+        "--gpus-per-worker",
+        type=float,
+        default=0.0,
+        show_default=True,
+        help="With --engine ray: GPUs each worker asks for; its network then runs in torch on CUDA.",
+    ),
+)
+
+
+def _with_engine(fn):
+    """Open the engine the --engine options name around the command (a Ray runtime it started is stopped after),
+    and hand it to the command as `engine`."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, engine: str, ray_address: str | None, workers: int | None, gpus_per_worker: float, **kwargs):
+        from hashidx.engines.choose import open_engine
+
+        with open_engine(engine, ray_address, workers, gpus_per_worker) as opened:
+            return fn(*args, engine=opened, **kwargs)
+
+    return ENGINE_OPTIONS(wrapper)
+
+
 RUNTIME_OPTION = click.option(
     "--runtime",
     type=click.Choice(["onnx", "torch"]),
@@ -243,6 +284,7 @@ RERANK_OPTION = click.option(
 @RUNTIME_OPTION
 @NO_WAIT_OPTION
 @_one_line_errors
+@_with_engine
 def features(
     data: Path,
     output: Path,
@@ -259,6 +301,7 @@ def features(
     tile: str | None,
     min_valid: float,
     runtime: str,
+    engine,
 ) -> None:
     """Extract backbone features of DATA (class folders or a path<TAB>label list) into an HDF5 cache.
 
@@ -276,7 +319,18 @@ def features(
     if labels is not None:
         ds = relabel(ds, read_label_table(labels), labels)
     cache = extract_to(
-        ds, output, backbone, image_size, views, batch_size, on_error, checkpoint_every, weights, runtime, radiometry
+        ds,
+        output,
+        backbone,
+        image_size,
+        views,
+        batch_size,
+        on_error,
+        checkpoint_every,
+        weights,
+        runtime,
+        radiometry,
+        engine,
     )
     _report_skipped(cache.skipped, f"listed in {output}'s 'skipped' attribute")
     geo = "" if cache.dataset.geo is None else f", {sum(map(bool, cache.dataset.geo.crs))} with footprints"
@@ -358,6 +412,7 @@ def features(
 @NO_WAIT_OPTION
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Run folder to write.")
 @_one_line_errors
+@_with_engine
 def train(
     source: Path,
     method: str,
@@ -386,6 +441,7 @@ def train(
     min_valid: float,
     runtime: str,
     output: Path,
+    engine,
 ) -> None:
     """Train a hash model and learn database codes: writes model.pt, codes.h5, split.json, train.json.
 
@@ -422,6 +478,7 @@ def train(
         bands=bands,
         scale=scale,
         tiling=_tiling(tile, min_valid),
+        engine=engine,
     )
     _report_skipped([(s["path"], s["error"]) for s in rec["skipped_images"]], "listed in train.json")
     t = rec["times_s"]
@@ -465,6 +522,7 @@ def build_index(codes: Path, index_type: str, nlist: int | None, nprobe: int | N
 @RUNTIME_OPTION
 @NO_WAIT_OPTION
 @_one_line_errors
+@_with_engine
 def add(
     index_path: Path,
     source: Path,
@@ -476,6 +534,7 @@ def add(
     min_valid: float,
     bands: str | None,
     runtime: str,
+    engine,
 ) -> None:
     """Add new images to INDEX, encoded by the network (sgn F(x)): an image or scene, a folder of images, or a
     list of paths.
@@ -495,6 +554,7 @@ def add(
         runtime,
         _tiling(tile, min_valid),
         bands,
+        engine,
     )
     _report_skipped(skipped, "not added")
     click.echo(f"{index_path}: {sidecar['count']} codes ({sidecar['added']} added by the network)")
@@ -515,10 +575,18 @@ def add(
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["tsv", "jsonl", "geojson"]),
+    type=click.Choice(["tsv", "jsonl", "geojson", "parquet"]),
     default="tsv",
     show_default=True,
-    help="geojson: one EPSG:4326 polygon per result with a footprint (opens in QGIS).",
+    help="geojson: one EPSG:4326 polygon per result with a footprint (opens in QGIS); parquet: the TSV's "
+    "columns for pandas, DuckDB or Spark (needs pyarrow).",
+)
+@click.option(
+    "--shards",
+    type=int,
+    default=None,
+    help="Split a flat index's codes over N workers (each holds 1/N; per-query lists merged by distance, then "
+    "id: the same results) [default: every worker holds the whole index].",
 )
 @click.option(
     "--html",
@@ -535,6 +603,7 @@ def add(
 @MODEL_READING_OPTIONS
 @RUNTIME_OPTION
 @_one_line_errors
+@_with_engine
 def query(
     index_path: Path,
     query_file: Path,
@@ -543,6 +612,7 @@ def query(
     nprobe: int | None,
     output: Path,
     fmt: str,
+    shards: int | None,
     html_path: Path | None,
     batch_size: int,
     allow_model_mismatch: bool,
@@ -552,6 +622,7 @@ def query(
     min_valid: float,
     bands: str | None,
     runtime: str,
+    engine,
 ) -> None:
     """Answer QUERIES against INDEX: write (query, rank, id, path, distance, score, lon, lat) rows.
 
@@ -571,7 +642,17 @@ def query(
     """
     from hashidx.results.query import Results, Searcher, query_to_file
 
-    searcher = Searcher(index_path, model_path, nprobe, allow_model_mismatch, runtime, _tiling(tile, min_valid), bands)
+    searcher = Searcher(
+        index_path,
+        model_path,
+        nprobe,
+        allow_model_mismatch,
+        runtime,
+        _tiling(tile, min_valid),
+        bands,
+        engine,
+        shards,
+    )
     totals = query_to_file(
         searcher, query_file, output, fmt, k, batch_size, on_error, rerank, keep=html_path is not None
     )
@@ -600,6 +681,7 @@ def query(
 @LABELS_OPTION
 @RUNTIME_OPTION
 @_one_line_errors
+@_with_engine
 def evaluate(
     run_dir: Path,
     split_path: Path | None,
@@ -607,6 +689,7 @@ def evaluate(
     rerank: str | None,
     labels: Path | None,
     runtime: str,
+    engine,
 ) -> None:
     """Rank the run's database codes for its query images; print the metrics as JSON (also RUN_DIR/eval.json).
 
@@ -617,7 +700,7 @@ def evaluate(
     from hashidx.results.rerank import DEFAULT_RERANK, parse_rerank
 
     mode = parse_rerank(DEFAULT_RERANK if rerank is None else rerank)
-    metrics = evaluate_run(run_dir, split_path, tuple(ks), rerank=mode, labels=labels, runtime=runtime)
+    metrics = evaluate_run(run_dir, split_path, tuple(ks), rerank=mode, labels=labels, runtime=runtime, engine=engine)
     click.echo(json.dumps(metrics, indent=2))
 
 

@@ -22,6 +22,7 @@ LAYERS = (
     "version",
     "errors",
     "io",
+    "engines",
     "data",
     "features",
     "codes",

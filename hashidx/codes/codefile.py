@@ -94,10 +94,10 @@ def count_rows(path: str | Path, kind: str, what: str) -> int:
         return int(f["paths"].shape[0])
 
 
-def read_ids_codes(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """Only the ids and packed codes of a codes file (for re-ranking by id), not its paths or labels."""
+def read_ids_codes(path: str | Path, rows: slice = slice(None)) -> tuple[np.ndarray, np.ndarray]:
+    """Only the ids and packed codes of a codes file (or of its `rows`), not its paths or labels."""
     with read_h5(path, "hashidx-codes", "codes file", "rebuild the index from a codes.h5") as f:
-        ids, codes = f["ids"][:], f["codes"][:]
+        ids, codes = f["ids"][rows], f["codes"][rows]
     if len(ids) != len(codes) or codes.ndim != 2:
         raise HashidxError(f"{path}: 'ids' and 'codes' disagree ({len(ids)} vs {codes.shape}); retrain the run")
     return ids.astype(np.int64), codes

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import warnings
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from hashidx.data.rasters import RGB, Radiometry, is_raster, read_raster
+from hashidx.engines.local import AHEAD, prefetch
 from hashidx.errors import HashidxError
 
 
@@ -64,18 +63,19 @@ def load_image(path: str | Path, size: int, radiometry: Radiometry = RGB) -> np.
     return np.asarray(rgb, dtype=np.float32) / 255.0
 
 
-# Threads decoding ahead of the backbone: JPEG/TIFF decoding and PIL's resize release the GIL, so
-# the backbone never waits on them (benchmarks/runtimes.py measures 0, 1 and 2).
-DECODE_WORKERS = 2
+# Threads decoding ahead of the backbone (engines.local.AHEAD): JPEG/TIFF decoding and PIL's resize release
+# the GIL, so the backbone never waits on them (benchmarks/runtimes.py measures 0, 1 and 2).
+DECODE_WORKERS = AHEAD
 
 
-def _decode_chunk(
-    decode: Callable[[Path], np.ndarray], paths: Sequence[Path], positions: Sequence[int]
+def decode_items(
+    decode: Callable[[Path], np.ndarray], items: Sequence[tuple[int, Path]]
 ) -> list[tuple[int, np.ndarray | HashidxError]]:
+    """(position, array, or the HashidxError saying why it is unreadable) for each (position, path)."""
     out: list[tuple[int, np.ndarray | HashidxError]] = []
-    for i in positions:
+    for i, path in items:
         try:
-            out.append((i, decode(paths[i])))
+            out.append((i, decode(path)))
         except HashidxError as exc:
             out.append((i, exc))
     return out
@@ -87,23 +87,9 @@ def decode_ahead(
     chunks: Sequence[Sequence[int]],
     workers: int = DECODE_WORKERS,
 ) -> Iterator[list[tuple[int, np.ndarray | HashidxError]]]:
-    """Each chunk of positions as (position, array, or the HashidxError saying why it is unreadable), in order;
-    with `workers` > 0 up to workers + 1 chunks are decoded on threads ahead of the consumer."""
-    if workers <= 0:
-        for chunk in chunks:
-            yield _decode_chunk(decode, paths, chunk)
-        return
-    pool = ThreadPoolExecutor(workers, thread_name_prefix="hashidx-decode")
-    pending: deque[Future] = deque()
-    try:
-        for chunk in chunks:
-            pending.append(pool.submit(_decode_chunk, decode, paths, chunk))
-            if len(pending) > workers:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    """Each chunk of positions decoded (decode_items), in order; with `workers` > 0 up to workers + 1 chunks are
+    decoded on threads ahead of the consumer."""
+    return prefetch(lambda chunk: decode_items(decode, [(i, paths[i]) for i in chunk]), chunks, workers)
 
 
 def keep_readable(

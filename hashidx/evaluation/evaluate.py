@@ -11,6 +11,7 @@ from hashidx.codes.codefile import CodeFile
 from hashidx.data.datasets import load_dataset
 from hashidx.data.labels import read_label_table, table_labels
 from hashidx.data.split import load_split
+from hashidx.engines.base import Engine
 from hashidx.errors import HashidxError
 from hashidx.evaluation.metrics import retrieval_metrics
 from hashidx.features.cache import FeatureCache
@@ -54,12 +55,14 @@ def evaluate_run(
     rerank: str | int = DEFAULT_RERANK,
     labels: str | Path | None = None,
     runtime: str = DEFAULT_RUNTIME,
+    engine: Engine | None = None,
 ) -> dict:
     """Metrics (hashidx.evaluation.metrics) of the run's query images against its database codes; saved as eval.json.
 
     The queries pass through the network, so their outputs u can re-rank by uᵀv (`rerank`: none, ties or
     K′). `labels` (a multi-label table or list; default: the one the run trained with, if any) sets the
-    labels of queries and database items alike. `runtime` runs a fine-tuned network's query passes.
+    labels of queries and database items alike. `runtime` runs a fine-tuned network's query passes, here or on
+    `engine`'s workers (a frozen model's queries come from the feature cache: the head alone runs, here).
     """
     run_dir = Path(run_dir)
     record = read_run(run_dir)
@@ -81,7 +84,7 @@ def evaluate_run(
         # A fine-tuned backbone has no feature cache: the query images pass the whole network.
         ds = load_dataset(record["data"])
         query_idx, _ = split.indices(ds)
-        query_real = encoder.embed_images([ds.absolute(i) for i in query_idx])[0]
+        query_real = encoder.embed_images([ds.absolute(i) for i in query_idx], engine=engine)[0]
     else:
         cache = FeatureCache.load(record["features"])
         encoder.check_features(cache, record["features"])

@@ -279,16 +279,25 @@ class FeatureExtractor:
     origin); a twin per image size is made on first use, and `runtime` says "torch" again if it fell back.
     """
 
-    def __init__(self, spec: BackboneSpec, weights: str = "imagenet", runtime: str = "torch", channels: int = 3):
+    def __init__(
+        self,
+        spec: BackboneSpec,
+        weights: str = "imagenet",
+        runtime: str = "torch",
+        channels: int = 3,
+        device: str = "cpu",
+    ):
         from hashidx.features.runtime import check_runtime
 
-        self.spec, self.runtime, self.channels = spec, check_runtime(runtime), channels
+        # ONNX Runtime runs here on the CPU: on a GPU the torch module runs itself.
+        runtime = check_runtime(runtime) if device == "cpu" else "torch"
+        self.spec, self.weights, self.runtime, self.channels, self.device = spec, weights, runtime, channels, device
         self.net = adapt_input(spec.build(weights), channels).eval().requires_grad_(False)
         # channels_last runs these depthwise convolutions about 2x faster on CPU (measured, same outputs).
-        self.net = self.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # not in torch's stubs
+        self.net = self.net.to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]  # not in torch's stubs
         mean, std = channel_stats(spec, channels)
-        self.mean = torch.tensor(mean).view(1, channels, 1, 1)
-        self.std = torch.tensor(std).view(1, channels, 1, 1)
+        self.mean = torch.tensor(mean, device=device).view(1, channels, 1, 1)
+        self.std = torch.tensor(std, device=device).view(1, channels, 1, 1)
         self._twins: dict[tuple[int, int], Any] = {}
 
     def twin(self, height: int, width: int) -> Any:
@@ -312,7 +321,7 @@ class FeatureExtractor:
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor, views: int = 1) -> torch.Tensor:
         """Features averaged over `views` orientations: 1 (as is), 4 (rotations) or 8 (rotations x flip)."""
-        x = (x - self.mean) / self.std
+        x = (x.to(self.device) - self.mean) / self.std
         turned = []
         for t in range(views):
             xt = torch.rot90(x, t % 4, dims=(2, 3))
@@ -328,4 +337,4 @@ class FeatureExtractor:
         total: Any = 0  # a plain 0 first, so the sum keeps the backbone's dtype; summed in view order either way
         for features in passes:
             total = total + features
-        return total / views
+        return (total / views).cpu()

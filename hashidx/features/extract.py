@@ -7,8 +7,9 @@ import functools
 import hashlib
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -16,8 +17,10 @@ import torch
 
 from hashidx.data.datasets import Dataset
 from hashidx.data.footprints import footprints
-from hashidx.data.images import DECODE_WORKERS, decode_ahead, keep_readable, load_image
+from hashidx.data.images import DECODE_WORKERS, decode_items, keep_readable, load_image
 from hashidx.data.rasters import RGB, Radiometry
+from hashidx.engines.base import Engine, Stage
+from hashidx.engines.local import LocalEngine
 from hashidx.errors import HashidxError
 from hashidx.features.backbones import FeatureExtractor, backbone_spec, check_views
 from hashidx.features.cache import FeatureCache
@@ -42,10 +45,127 @@ class Extraction:
     kept: np.ndarray
     skipped: list[tuple[int, str]]
     done: int  # positions [0, done) are processed
+    runtime: str = ""  # what ran the network, as the workers report it ("" before any chunk)
 
     @classmethod
     def empty(cls, dim: int) -> Extraction:
         return cls(np.empty((0, dim), dtype=np.float32), np.empty(0, dtype=np.int64), [], 0)
+
+
+@dataclass
+class Encoded:
+    """One chunk through a network: output rows of its readable images, their positions, and (position, reason)
+    of the unreadable ones (the driver decides whether those fail the job)."""
+
+    positions: np.ndarray
+    rows: np.ndarray
+    errors: list[tuple[int, str]]
+    runtime: str
+
+
+class BackboneWorker:
+    """Decodes a chunk of (position, path) and runs the frozen backbone (and the hash head, where given) on it."""
+
+    def __init__(self, extractor: FeatureExtractor, stage: BackboneStage):
+        self.extractor, self.stage = extractor, stage
+        self.decode = functools.partial(load_image, size=stage.image_size, radiometry=stage.radiometry)
+
+    def load(self, chunk: Sequence[tuple[int, Path]]) -> list[tuple[int, np.ndarray | HashidxError]]:
+        return decode_items(self.decode, chunk)
+
+    def run(self, decoded: list[tuple[int, np.ndarray | HashidxError]]) -> Encoded:
+        errors: list[tuple[int, str]] = []
+        ok, arrays = keep_readable(decoded, "skip", errors)
+        dim = self.stage.head.out_dim if self.stage.head is not None else self.extractor.spec.feature_dim
+        rows = np.empty((0, dim), np.float32)
+        if arrays:
+            batch = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+            rows = self.extractor(batch, self.stage.views).numpy()
+            if self.stage.head is not None:
+                rows = np.asarray(self.stage.head.embed(rows))
+        return Encoded(np.asarray(ok, dtype=np.int64), rows, errors, self.extractor.runtime)
+
+
+@dataclass
+class BackboneStage:
+    """The recipe of a BackboneWorker: what the local loop and every engine worker build and run alike.
+
+    `head` (a module with .embed and .out_dim: methods.head) turns each chunk's features into network outputs u
+    where the worker is; `extractor`, an already built backbone, is reused in this process and never shipped.
+    """
+
+    backbone: str
+    weights: str
+    runtime: str
+    radiometry: Radiometry
+    image_size: int
+    views: int
+    head: Any = None
+    extractor: FeatureExtractor | None = field(default=None, compare=False, repr=False)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "extractor": None}
+
+    def build(self, threads: int | None = None, device: str = "cpu") -> BackboneWorker:
+        if self.extractor is not None and threads is None and device == self.extractor.device:
+            return BackboneWorker(self.extractor, self)
+        from hashidx.features.runtime import set_threads
+
+        set_threads(threads)
+        spec = backbone_spec(self.backbone)
+        # The head stays on the CPU: a matrix product per chunk, on features the backbone hands back there.
+        extractor = FeatureExtractor(spec, self.weights, self.runtime, self.radiometry.channels, device)
+        return BackboneWorker(extractor, self)
+
+
+def collect(
+    paths: Sequence[Path],
+    stage: Stage,
+    dim: int,
+    engine: Engine | None = None,
+    batch_size: int = 8,
+    desc: str = "features",
+    on_error: str = "fail",
+    resume: Extraction | None = None,
+    checkpoint: Callable[[Extraction], None] | None = None,
+    every: int = 32,
+) -> Extraction:
+    """Images through `stage`'s workers on `engine` (default: this process), `batch_size` per chunk, gathered in
+    input order under one progress bar: the loop every network pass of hashidx shares.
+
+    on_error="fail" stops at the first unreadable image (its path in the error); "skip" leaves it out
+    and records it. `resume` continues a partial extraction. Every `every` batches `checkpoint`
+    receives the rows added since its previous call (features and kept hold only those; skipped
+    and done are the totals): what makes an interrupted extraction resumable.
+    """
+    if on_error not in ON_ERROR:
+        raise HashidxError(f"--on-error {on_error}: choose fail or skip")
+    state = resume or Extraction.empty(dim)
+    feats, kept, skipped = [state.features], [state.kept], list(state.skipped)
+    reported = len(feats)  # batches in `feats` already passed to checkpoint (or resumed from)
+    starts = range(state.done, len(paths), batch_size)
+    chunks = ([(i, paths[i]) for i in range(start, min(start + batch_size, len(paths)))] for start in starts)
+    outputs = (engine or LocalEngine()).map(stage, chunks)
+    runtime = ""
+    for b, (start, enc) in enumerate(progress(zip(starts, outputs), desc, total=len(starts), unit="batch"), 1):
+        if enc.errors and on_error != "skip":
+            raise HashidxError(enc.errors[0][1])
+        skipped += enc.errors
+        runtime = enc.runtime
+        if len(enc.positions):
+            feats.append(enc.rows)
+            kept.append(enc.positions)
+        done = min(start + batch_size, len(paths))
+        if checkpoint is not None and b % every == 0 and done < len(paths):
+            new_rows = feats[reported:] or [np.empty((0, dim), np.float32)]
+            checkpoint(
+                Extraction(
+                    np.concatenate(new_rows), np.concatenate(kept[reported:] or [np.empty(0, np.int64)]), skipped, done
+                )
+            )
+            reported = len(feats)
+    # One concatenation at the end: the rows are never copied per batch.
+    return Extraction(np.concatenate(feats), np.concatenate(kept), skipped, len(paths), runtime)
 
 
 def extract(
@@ -61,42 +181,22 @@ def extract(
     every: int = 32,
     workers: int = DECODE_WORKERS,
     radiometry: Radiometry = RGB,
+    engine: Engine | None = None,
+    head: Any = None,
 ) -> Extraction:
-    """Backbone features of image files, averaged over `views` orientations.
+    """Backbone features of image files, averaged over `views` orientations (`collect` with a BackboneStage).
 
-    on_error="fail" stops at the first unreadable image (its path in the error); "skip" leaves it out
-    and records it. `resume` continues a partial extraction. Every `every` batches `checkpoint`
-    receives the rows added since its previous call (features and kept hold only those; skipped
-    and done are the totals): what makes an interrupted extraction resumable. `workers` threads decode
-    the next batches while the backbone runs (0: decode in line). Every image is read with `radiometry`'s
-    bands and scaling.
+    `workers` threads decode the next batches while the backbone runs (0: decode in line); an `engine` (ray)
+    runs decoding and backbone on its own workers instead. Every image is read with `radiometry`'s bands and
+    scaling. With `head`, the rows are the head's outputs u on the features, computed chunk by chunk.
     """
-    if on_error not in ON_ERROR:
-        raise HashidxError(f"--on-error {on_error}: choose fail or skip")
-    state = resume or Extraction.empty(extractor.spec.feature_dim)
-    feats, kept, skipped = [state.features], [state.kept], list(state.skipped)
-    reported = len(feats)  # batches in `feats` already passed to checkpoint (or resumed from)
-    starts = range(state.done, len(paths), batch_size)
-    chunks = [range(start, min(start + batch_size, len(paths))) for start in starts]
-    decode = functools.partial(load_image, size=image_size, radiometry=radiometry)
-    decoded = decode_ahead(paths, decode, chunks, workers)
-    for b, (start, batch_items) in enumerate(progress(zip(starts, decoded), desc, total=len(starts), unit="batch"), 1):
-        ok, arrays = keep_readable(batch_items, on_error, skipped)
-        if arrays:
-            batch = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
-            feats.append(extractor(batch, views).numpy())
-            kept.append(np.asarray(ok, dtype=np.int64))
-        done = min(start + batch_size, len(paths))
-        if checkpoint is not None and b % every == 0 and done < len(paths):
-            new_rows = feats[reported:] or [np.empty((0, extractor.spec.feature_dim), np.float32)]
-            checkpoint(
-                Extraction(
-                    np.concatenate(new_rows), np.concatenate(kept[reported:] or [np.empty(0, np.int64)]), skipped, done
-                )
-            )
-            reported = len(feats)
-    # One concatenation at the end: the rows are never copied per batch.
-    return Extraction(np.concatenate(feats), np.concatenate(kept), skipped, len(paths))
+    stage = BackboneStage(
+        extractor.spec.name, extractor.weights, extractor.runtime, radiometry, image_size, views, head, extractor
+    )
+    dim = head.out_dim if head is not None else extractor.spec.feature_dim
+    return collect(
+        paths, stage, dim, engine or LocalEngine(workers), batch_size, desc, on_error, resume, checkpoint, every
+    )
 
 
 def partial_path(output: str | Path) -> Path:
@@ -177,16 +277,21 @@ def compute_features(
     weights: str = "imagenet",
     runtime: str = DEFAULT_RUNTIME,
     radiometry: Radiometry = RGB,
+    engine: Engine | None = None,
 ) -> FeatureCache:
     """Run the frozen backbone (with `weights`: imagenet, none or a state-dict file; on `runtime` onnx or
-    torch) over every image (or chip) of `ds`, read with `radiometry` (data.rasters.fit_radiometry chooses it).
+    torch) over every image (or chip) of `ds`, read with `radiometry` (data.rasters.fit_radiometry chooses it),
+    in this process or on `engine`'s workers (the same features either way, in the same order).
 
     With `partial` (a path), progress is saved there as it goes, and an earlier interrupted run of
     the same extraction (same images, backbone, size, views) is continued instead of restarted.
     """
     spec = backbone_spec(backbone)
     size = image_size or spec.image_size
-    extractor = FeatureExtractor(spec, weights, runtime, radiometry.channels)
+    engine = engine or LocalEngine()
+    # A remote engine's workers build their own backbone: the driver only writes.
+    extractor = None if engine.remote else FeatureExtractor(spec, weights, runtime, radiometry.channels)
+    stage = BackboneStage(backbone, weights, runtime, radiometry, size, check_views(views), extractor=extractor)
     paths = [ds.absolute(i) for i in range(len(ds))]
     ds = dataclasses.replace(ds, geo=footprints(paths, warn))
     resume, save = None, None
@@ -197,17 +302,8 @@ def compute_features(
         save = keeper.append
     if checkpoint_every < 1:
         raise HashidxError(f"--checkpoint-every {checkpoint_every}: use a number of batches >= 1")
-    state = extract(
-        paths,
-        extractor,
-        size,
-        check_views(views),
-        batch_size,
-        on_error=on_error,
-        resume=resume,
-        checkpoint=save,
-        every=checkpoint_every,
-        radiometry=radiometry,
+    state = collect(
+        paths, stage, spec.feature_dim, engine, batch_size, "features", on_error, resume, save, checkpoint_every
     )
     if len(state.kept) == 0:
         raise HashidxError(f"none of the {len(ds)} images of {ds.root} could be read; first: {state.skipped[0][1]}")
@@ -219,7 +315,7 @@ def compute_features(
         views,
         [(ds.paths[i], reason) for i, reason in state.skipped],
         weights,
-        runtime=extractor.runtime,
+        runtime=state.runtime or (extractor.runtime if extractor else runtime),
         radiometry=radiometry,
     )
 
@@ -236,6 +332,7 @@ def extract_to(
     weights: str = "imagenet",
     runtime: str = DEFAULT_RUNTIME,
     radiometry: Radiometry = RGB,
+    engine: Engine | None = None,
 ) -> FeatureCache:
     """compute_features, saved to `output`; progress is kept in OUTPUT.partial until then, so a rerun resumes."""
     partial = partial_path(output)
@@ -254,6 +351,7 @@ def extract_to(
             weights,
             runtime,
             radiometry,
+            engine,
         )
         cache.save(output)
         partial.unlink(missing_ok=True)

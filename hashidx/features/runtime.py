@@ -33,6 +33,21 @@ TOLERANCE = 1e-4  # largest |onnx - torch| accepted on the probe batch
 EXPORT_VERSION = 1  # part of every key: bump it when what is exported changes
 
 
+_threads = 0  # ONNX Runtime's intra-op threads; 0: its default (one per core)
+
+
+def set_threads(threads: int | None) -> None:
+    """Cap the compute threads of torch and of ONNX Runtime sessions made from now on (an engine's worker sharing
+    a machine with others); None leaves the defaults."""
+    global _threads
+    if threads is None:
+        return
+    import torch
+
+    torch.set_num_threads(threads)
+    _threads = threads
+
+
 def check_runtime(runtime: str) -> str:
     if runtime not in RUNTIMES:
         raise HashidxError(f"--runtime {runtime}: choose {' or '.join(RUNTIMES)}")
@@ -75,6 +90,7 @@ def _session(model: str | bytes) -> Any:
     options = ort.SessionOptions()
     options.log_severity_level = 3  # errors only: hashidx reports what matters in one line
     options.enable_mem_pattern = False  # same speed here, ~120 MB less at 64-image batches (measured)
+    options.intra_op_num_threads = _threads
     return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 

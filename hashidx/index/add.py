@@ -16,6 +16,7 @@ from hashidx.codes.codefile import CodeFile
 from hashidx.data.chips import Tiling
 from hashidx.data.footprints import Footprints
 from hashidx.data.queryfile import image_list
+from hashidx.engines.base import Engine
 from hashidx.features.runtime import DEFAULT_RUNTIME
 from hashidx.index import indexes as idx
 from hashidx.index.indexes import check_model
@@ -42,10 +43,11 @@ def add_images(
     runtime: str = DEFAULT_RUNTIME,
     tiling: Tiling | None = None,
     bands: str | None = None,
+    engine: Engine | None = None,
 ) -> tuple[dict, list[tuple[str, str]]]:
-    """Encode the images (scenes cut into chips with `tiling`) with the model (backbone on `runtime`) and add them
-    to the index; returns (new sidecar, skipped). The model's bands and scaling read every image (`bands`, when
-    given, must be the model's)."""
+    """Encode the images (scenes cut into chips with `tiling`) with the model (backbone on `runtime`, here or on
+    `engine`'s workers) and add them to the index; returns (new sidecar, skipped). The model's bands and scaling
+    read every image (`bands`, when given, must be the model's)."""
     index_path = Path(index_path)
     _, sidecar = idx.load(index_path)  # checked before the images' encoding, the long part
     head, config = load_checkpoint(model_path)
@@ -55,7 +57,7 @@ def add_images(
         model_path, encoder.bits, model_sha, sidecar["bits"], sidecar.get("model_sha256"), allow_model_mismatch, "model"
     )
     items, encoder.radiometry = image_inputs(image_list(source), encoder.radiometry, bands, tiling)
-    names, codes, skipped = encoder.encode_named(items, source, batch_size, on_error)
+    names, codes, skipped = encoder.encode_named(items, source, batch_size, on_error, engine)
     where = dict(items)
     files = tuple(str(where[n]) for n in names)  # resolved: a gallery finds the pixels wherever the list was
     geo = encoder.footprints_of(items, names)

@@ -122,13 +122,22 @@ def search(
         dist = np.pad(dist, ((0, 0), (0, pad)), constant_values=np.iinfo(dist.dtype).max)
         ids = np.pad(ids, ((0, 0), (0, pad)), constant_values=-1)
         dist[open_rows], ids[open_rows] = more_d, more_i
+    dist, ids, _ = top_k(dist, ids, k, whole_shell)
+    return dist, ids
+
+
+def top_k(
+    dist: np.ndarray, ids: np.ndarray, k: int, whole_shell: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The first k candidates of each row by (distance, id), or with `whole_shell` every one tied with the k-th
+    (rows padded with id -1), and the columns they came from: one cut for a search and for merged shards."""
     order = np.lexsort((np.where(ids < 0, _NO_ID, ids), np.where(ids < 0, np.iinfo(dist.dtype).max, dist)), axis=1)
     dist, ids = np.take_along_axis(dist, order, 1), np.take_along_axis(ids, order, 1)
     if not whole_shell:
-        return dist[:, :k], ids[:, :k]
+        return dist[:, :k], ids[:, :k], order[:, :k]
     keep = (dist <= dist[:, k - 1 : k]) & (ids >= 0)
     width = max(k, int(keep.sum(axis=1).max()))
-    return np.where(keep, dist, -1)[:, :width], np.where(keep, ids, -1)[:, :width]
+    return np.where(keep, dist, -1)[:, :width], np.where(keep, ids, -1)[:, :width], order[:, :width]
 
 
 def build_file(
@@ -184,8 +193,8 @@ def sidecar_path(path: str | Path) -> Path:
     return Path(f"{path}.json")
 
 
-def load(path: str | Path) -> tuple[faiss.IndexBinary, dict]:
-    """Read an index and its sidecar; the sidecar is required (it names the codes and model)."""
+def load_sidecar(path: str | Path) -> dict:
+    """An index's sidecar alone (what it is, its codes files, its model), without reading the index."""
     path = Path(path)
     if not path.is_file():
         raise HashidxError(f"{path}: index file not found; build one with 'hashidx build-index CODES.h5 -o {path}'")
@@ -199,6 +208,13 @@ def load(path: str | Path) -> tuple[faiss.IndexBinary, dict]:
         raise HashidxError(f"{sidecar_path(path)}: sidecar is not valid JSON ({exc}); rebuild the index") from None
     if not isinstance(sidecar, dict) or not all(isinstance(sidecar.get(k), int) for k in ("bits", "count")):
         raise HashidxError(f"{sidecar_path(path)}: sidecar lacks an integer 'bits' or 'count'; rebuild the index")
+    return sidecar
+
+
+def load(path: str | Path) -> tuple[faiss.IndexBinary, dict]:
+    """Read an index and its sidecar; the sidecar is required (it names the codes and model)."""
+    path = Path(path)
+    sidecar = load_sidecar(path)
     # Checked before FAISS reads a byte: its reader trusts the sizes in the file and can be made to allocate
     # whatever a damaged header says.
     if sidecar.get("index_sha256") and sha256_file(path) != sidecar["index_sha256"]:

@@ -23,6 +23,10 @@ class LinearHash(nn.Module):
         self.register_buffer("mean", torch.zeros(in_dim))
         self.register_buffer("projection", torch.zeros(in_dim, bits))
 
+    @property
+    def out_dim(self) -> int:
+        return int(self.projection.shape[1])
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) @ self.projection
 

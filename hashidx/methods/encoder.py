@@ -12,13 +12,15 @@ from torch import nn
 from hashidx.codes.binary import pack, sign
 from hashidx.data.footprints import Footprints, footprints
 from hashidx.data.rasters import Radiometry
+from hashidx.engines.base import Engine, Stage
+from hashidx.engines.local import LocalEngine
 from hashidx.errors import HashidxError
 from hashidx.features.backbones import FeatureExtractor, backbone_spec, recorded_layers
 from hashidx.features.cache import FeatureCache
-from hashidx.features.extract import extract
+from hashidx.features.extract import BackboneStage, collect
 from hashidx.features.runtime import DEFAULT_RUNTIME, check_runtime
 from hashidx.io.progress import warn
-from hashidx.methods.finetune import embed_images, load_crops, onnx_outputs
+from hashidx.methods.finetune import HashNetStage, onnx_outputs
 
 
 class Encoder:
@@ -91,12 +93,20 @@ class Encoder:
         return pack(sign(self.embed_features(features)))
 
     def encode_images(
-        self, paths: Sequence[Path], batch_size: int = 8, on_error: str = "fail"
+        self, paths: Sequence[Path], batch_size: int = 8, on_error: str = "fail", engine: Engine | None = None
     ) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str]]]:
-        """Packed codes for image files (every image passes the backbone and the head), the positions
-        they are for, and (position, reason) of images left out by on_error="skip"."""
-        u, kept, skipped = self.embed_images(paths, batch_size, on_error)
+        """Packed codes for image files (every image passes the backbone and the head, here or on `engine`'s
+        workers), the positions they are for, and (position, reason) of images left out by on_error="skip"."""
+        u, kept, skipped = self.embed_images(paths, batch_size, on_error, engine)
         return pack(sign(u)), kept, skipped
+
+    def _check_layers(self) -> None:
+        spec = backbone_spec(self.config["backbone"])
+        if not self.finetuned and self.layers != spec.layers:
+            raise HashidxError(
+                f"this model was trained on {self.layers} of {spec.name}, and this hashidx extracts "
+                f"{spec.layers}: retrain the model ('hashidx train') to encode images with it"
+            )
 
     def prepare(self) -> Any:
         """Build the network that image queries pass (once): the frozen backbone with its ONNX twin at the
@@ -104,6 +114,7 @@ class Encoder:
         before its first query."""
         if self._prepared:
             return self._extractor
+        self._check_layers()
         if self.finetuned:
             # On a GPU (training's own database pass) the network stays in torch.
             on_cpu = next(self.head.parameters()).device.type == "cpu"
@@ -115,11 +126,6 @@ class Encoder:
             self._prepared = True
             return self._extractor
         spec = backbone_spec(self.config["backbone"])
-        if self.layers != spec.layers:
-            raise HashidxError(
-                f"this model was trained on {self.layers} of {spec.name}, and this hashidx extracts "
-                f"{spec.layers}: retrain the model ('hashidx train') to encode images with it"
-            )
         self._extractor = FeatureExtractor(
             spec, self.config.get("weights", "imagenet"), self.runtime, self.radiometry.channels
         )
@@ -129,31 +135,43 @@ class Encoder:
         self._prepared = True
         return self._extractor
 
-    def embed_images(
-        self, paths: Sequence[Path], batch_size: int = 8, on_error: str = "fail"
-    ) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str]]]:
-        """`encode_images` before the sign: real-valued outputs, kept positions, skipped (position, reason)."""
+    def stage(self, remote: bool = False) -> Stage:
+        """The network as an engine stage: images → outputs u, chunk by chunk. In this process it is the prepared
+        network; for a `remote` engine a recipe its workers build from (the weights travel with it)."""
+        self._check_layers()
         if self.finetuned:
-            pixels, kept, skipped = load_crops(paths, on_error, desc="encode images", radiometry=self.radiometry)
-            u = embed_images(self.head, pixels, twin=self.prepare())
-            return u, np.asarray(kept, dtype=np.int64), skipped
-        state = extract(
-            paths,
-            self.prepare(),
+            twin = None if remote else self.prepare()
+            return HashNetStage(self.head, self.config["backbone"], self.runtime, self.radiometry, twin, not remote)
+        return BackboneStage(
+            self.config["backbone"],
+            self.config.get("weights", "imagenet"),
+            self.runtime,
+            self.radiometry,
             int(self.config["image_size"]),
             int(self.config["views"]),
-            batch_size,
-            desc="encode images",
-            on_error=on_error,
-            radiometry=self.radiometry,
+            self.head,
+            None if remote else self.prepare(),
         )
-        return self.embed_features(state.features), state.kept, state.skipped
+
+    def embed_images(
+        self, paths: Sequence[Path], batch_size: int = 8, on_error: str = "fail", engine: Engine | None = None
+    ) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str]]]:
+        """`encode_images` before the sign: real-valued outputs, kept positions, skipped (position, reason).
+        The head runs on each chunk where its features are, so every engine gives the same outputs."""
+        engine = engine or LocalEngine()
+        state = collect(paths, self.stage(engine.remote), self.bits, engine, batch_size, "encode images", on_error)
+        return state.features, state.kept, state.skipped
 
     def encode_named(
-        self, items: Sequence[tuple[str, Path]], source: str | Path, batch_size: int = 8, on_error: str = "fail"
+        self,
+        items: Sequence[tuple[str, Path]],
+        source: str | Path,
+        batch_size: int = 8,
+        on_error: str = "fail",
+        engine: Engine | None = None,
     ) -> tuple[list[str], np.ndarray, list[tuple[str, str]]]:
         """(names, packed codes, skipped (name, reason)) for named image files; refuses when none could be read."""
-        names, u, skipped = self.embed_named(items, source, batch_size, on_error)
+        names, u, skipped = self.embed_named(items, source, batch_size, on_error, engine)
         return names, pack(sign(u)), skipped
 
     @staticmethod
@@ -163,10 +181,15 @@ class Encoder:
         return footprints([where[n] for n in names], warn)
 
     def embed_named(
-        self, items: Sequence[tuple[str, Path]], source: str | Path, batch_size: int = 8, on_error: str = "fail"
+        self,
+        items: Sequence[tuple[str, Path]],
+        source: str | Path,
+        batch_size: int = 8,
+        on_error: str = "fail",
+        engine: Engine | None = None,
     ) -> tuple[list[str], np.ndarray, list[tuple[str, str]]]:
         """`encode_named` before the sign: the real-valued outputs instead of codes."""
-        u, kept, skipped = self.embed_images([p for _, p in items], batch_size, on_error)
+        u, kept, skipped = self.embed_images([p for _, p in items], batch_size, on_error, engine)
         if len(kept) == 0:
             raise HashidxError(f"{source}: none of the images could be read; first: {skipped[0][1]}")
         return [items[i][0] for i in kept], u, [(items[i][0], reason) for i, reason in skipped]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +17,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from hashidx.data.images import decode_ahead, keep_readable, load_image
+from hashidx.data.images import decode_ahead, decode_items, keep_readable, load_image
 from hashidx.data.rasters import RGB, Radiometry
 from hashidx.errors import HashidxError
 from hashidx.features.backbones import BackboneSpec, adapt_input, backbone_spec, channel_stats
+from hashidx.features.extract import Encoded
 from hashidx.io.progress import progress
 from hashidx.methods.training import Network, TrainConfig, sgd
 
@@ -157,6 +159,54 @@ def onnx_outputs(net: nn.Module, backbone: str, channels: int = 3) -> Any:
 
     identity = {"module": "hash network", "backbone": backbone, "bands": channels}
     return onnx_twin(_Outputs(net.eval()), "fine-tuned network", identity, (channels, CROP, CROP))
+
+
+class HashNetWorker:
+    """Crops a chunk of (position, path) and runs a fine-tuned HashNet (or its ONNX twin) on them: outputs u."""
+
+    def __init__(self, net: nn.Module, twin: Any, radiometry: Radiometry):
+        self.net, self.twin = net, twin
+        self.crop = functools.partial(_crop, radiometry=radiometry)
+
+    def load(self, chunk: Sequence[tuple[int, Path]]) -> list[tuple[int, np.ndarray | HashidxError]]:
+        return decode_items(self.crop, chunk)
+
+    def run(self, decoded: list[tuple[int, np.ndarray | HashidxError]]) -> Encoded:
+        errors: list[tuple[int, str]] = []
+        ok, crops = keep_readable(decoded, "skip", errors)
+        pixels = torch.from_numpy(np.stack(crops)) if crops else torch.zeros((0, 1, CROP, CROP), dtype=torch.uint8)
+        bits = int(self.net.hash.out_features)  # type: ignore[union-attr, arg-type]
+        u = embed_images(self.net, pixels, twin=self.twin) if crops else np.empty((0, bits), np.float32)
+        return Encoded(
+            np.asarray(ok, dtype=np.int64), u.astype(np.float32, copy=False), errors, "onnx" if self.twin else "torch"
+        )
+
+
+@dataclass
+class HashNetStage:
+    """The recipe of a HashNetWorker: the network (its weights travel with it), how to run and read. `twin` and
+    `built` mark a network already prepared in this process (its ONNX twin, or None for torch), never shipped."""
+
+    net: nn.Module
+    backbone: str
+    runtime: str
+    radiometry: Radiometry
+    twin: Any = field(default=None, compare=False, repr=False)
+    built: bool = False
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "twin": None, "built": False}
+
+    def build(self, threads: int | None = None, device: str = "cpu") -> HashNetWorker:
+        if self.built and threads is None:
+            return HashNetWorker(self.net, self.twin, self.radiometry)
+        from hashidx.features.runtime import set_threads
+
+        set_threads(threads)
+        net = self.net.to(device).eval()
+        on_cpu = self.runtime == "onnx" and device == "cpu"
+        twin = onnx_outputs(net, self.backbone, self.radiometry.channels) if on_cpu else None
+        return HashNetWorker(net, twin, self.radiometry)
 
 
 def embed_images(

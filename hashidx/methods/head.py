@@ -27,6 +27,11 @@ class HashHead(nn.Module):
         self.feature_mean.copy_(torch.from_numpy(features.mean(axis=0)))
         self.feature_std.copy_(torch.from_numpy(features.std(axis=0) + 1e-6))
 
+    @property
+    def out_dim(self) -> int:
+        """Bits: the width of the outputs u."""
+        return int(self.classifier.in_features)
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         u = torch.tanh(self.hash((x - self.feature_mean) / self.feature_std))
         return u, self.classifier(u)

@@ -19,6 +19,7 @@ from hashidx.data.footprints import Footprints
 from hashidx.data.labels import read_label_table, read_labels, relabel
 from hashidx.data.rasters import Radiometry
 from hashidx.data.split import Split, load_split, make_split, save_split
+from hashidx.engines.base import Engine
 from hashidx.errors import HashidxError
 from hashidx.features.backbones import DEFAULT_BACKBONE, backbone_spec, weights_label
 from hashidx.features.cache import FeatureCache
@@ -61,6 +62,7 @@ def load_or_extract(
     weights: str = "imagenet",
     runtime: str = DEFAULT_RUNTIME,
     inputs: tuple[Dataset, Radiometry] | None = None,
+    engine: Engine | None = None,
 ) -> tuple[FeatureCache, Path]:
     """Features of DATA (extracted into RUN_DIR/features.h5, resuming an interrupted extraction) or of a cache.
 
@@ -96,6 +98,7 @@ def load_or_extract(
         weights=weights,
         runtime=runtime,
         radiometry=radiometry,
+        engine=engine,
     )
     return cache, path.resolve()
 
@@ -138,6 +141,7 @@ def train_run(
     bands: str | None = None,
     scale: str | None = None,
     tiling: Tiling | None = None,
+    engine: Engine | None = None,
 ) -> dict:
     """Train `method` and write the run folder; returns the train.json record.
 
@@ -152,7 +156,8 @@ def train_run(
     from `weights` (imagenet, none or a state-dict file), on `device` (auto: CUDA when available).
     `runtime` (onnx or torch) runs the frozen backbone passes: feature extraction, and the fine-tuned
     symmetric network's database encoding. `bands`, `scale` and `tiling` say how DATA's rasters are read
-    (methods.inputs.dataset_inputs); the model records the bands and scaling for every later image.
+    (methods.inputs.dataset_inputs); the model records the bands and scaling for every later image. `engine`
+    (ray) runs the feature extraction and a fine-tuned symmetric network's database pass on its workers.
     """
     if method not in METHODS:
         raise HashidxError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
@@ -185,7 +190,7 @@ def train_run(
             torch_device = resolve_device(device)
         else:
             cache, features_path = load_or_extract(
-                source, out, backbone, image_size, views, batch_size, on_error, resume, weights, runtime, inputs
+                source, out, backbone, image_size, views, batch_size, on_error, resume, weights, runtime, inputs, engine
             )
             ds, radiometry = cache.dataset, cache.radiometry
         if labels is not None:
@@ -304,7 +309,9 @@ def train_run(
             t_train = time.perf_counter() - t1
             if finetune:
                 # Symmetric codes need every database image through the whole fine-tuned network.
-                codes = Encoder(head, model_config, runtime).encode_images([ds.absolute(i) for i in db_idx])[0]
+                codes = Encoder(head, model_config, runtime).encode_images(
+                    [ds.absolute(i) for i in db_idx], engine=engine
+                )[0]
             else:
                 assert cache is not None
                 # The head's share of database encoding; the backbone's share was the feature extraction.

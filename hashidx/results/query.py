@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,16 +18,19 @@ from hashidx.codes.codefile import CodeFile, Item, count_rows, items_by_id, read
 from hashidx.data.chips import Tiling
 from hashidx.data.labels import label_names
 from hashidx.data.queryfile import image_list
+from hashidx.engines.base import Engine
+from hashidx.engines.local import LocalEngine
 from hashidx.errors import HashidxError
 from hashidx.features.runtime import DEFAULT_RUNTIME
 from hashidx.index import indexes as idx
 from hashidx.index.indexes import check_model
+from hashidx.index.shards import ShardStage, merge, shard_rows
 from hashidx.io.atomic import atomic_path, sha256_file
 from hashidx.results.rerank import DEFAULT_RERANK, candidates_for, parse_rerank
 from hashidx.results.rerank import rerank as rerank_candidates
 
 RESULT_FIELDS = ("query", "rank", "id", "path", "distance", "score", "lon", "lat")
-FORMATS = ("tsv", "jsonl", "geojson")
+FORMATS = ("tsv", "jsonl", "geojson", "parquet")
 
 
 @dataclass
@@ -160,14 +164,19 @@ class Searcher:
         runtime: str = DEFAULT_RUNTIME,
         tiling: Tiling | None = None,
         bands: str | None = None,
+        engine: Engine | None = None,
+        shards: int | None = None,
     ):
         self.index_path = Path(index_path)
         self.tiling, self.bands = tiling, bands  # how query images are read: cut into chips, bands checked
-        self.index, self.sidecar = idx.load(index_path)
-        if self.index.ntotal == 0:
+        self.engine = engine or LocalEngine()  # where query images are encoded and the index searched
+        self.nprobe = nprobe
+        self.sidecar = idx.load_sidecar(index_path)
+        if self.sidecar["count"] == 0:
             raise HashidxError(f"{index_path}: the index is empty; rebuild it with 'hashidx build-index CODES.h5'")
-        if nprobe is not None:
-            idx.set_nprobe(self.index, nprobe)
+        # Sharded, no process holds the whole index; replicated on a remote engine, each worker loads its own.
+        self.shards = None if shards is None else shard_rows(self.index_path, self.sidecar, shards)
+        self._index: Any = None
         self.allow_model_mismatch = allow_model_mismatch
         self.encoder: Any = None
         self._table: tuple[np.ndarray, np.ndarray] | None = None
@@ -190,6 +199,15 @@ class Searcher:
     @property
     def bits(self) -> int:
         return int(self.sidecar["bits"])
+
+    @property
+    def index(self) -> Any:
+        """The FAISS index, read on first use (a sharded or remote search never reads it here)."""
+        if self._index is None:
+            self._index, self.sidecar = idx.load(self.index_path)
+            if self.nprobe is not None:
+                idx.set_nprobe(self._index, self.nprobe)
+        return self._index
 
     def warm(self) -> Searcher:
         """Load now what the first image query would: the network (and its ONNX twin), and the codes re-ranking
@@ -294,7 +312,7 @@ class Searcher:
             from hashidx.methods.inputs import image_inputs
 
             items, self.encoder.radiometry = image_inputs(list(items), self.encoder.radiometry, self.bands, self.tiling)
-        names, u, skipped = self.encoder.embed_named(items, source, batch_size, on_error)
+        names, u, skipped = self.encoder.embed_named(items, source, batch_size, on_error, self.engine)
         files = dict(items)
         classes = set(self.encoder.config.get("classes", []))
         return QuerySet(
@@ -307,30 +325,89 @@ class Searcher:
             str(source),
         )
 
-    def search(self, qs: QuerySet, k: int = 20, rerank: str | int | None = None) -> Results:
-        """The k nearest per query, re-ranked by uᵀv where the queries have outputs u (`rerank`: none, ties or
-        K′; default DEFAULT_RERANK); codes queries keep the Hamming order. Ties come out by id."""
-        if k < 1:
-            raise HashidxError(f"-k {k}: ask for at least one result")
+    def _mode(self, qs: QuerySet, rerank: str | int | None) -> str | int:
         if qs.real is None and rerank not in (None, "none"):
             raise HashidxError(
                 f"{qs.source}: --rerank needs the queries' network outputs; codes queries have none "
                 "(query with images or a feature cache, or use --rerank none)"
             )
-        mode = "none" if qs.real is None else parse_rerank(DEFAULT_RERANK if rerank is None else rerank)
-        blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []
-        for lo in range(0, len(qs.codes), QUERY_BATCH):
-            block = qs.codes[lo : lo + QUERY_BATCH]
+        return "none" if qs.real is None else parse_rerank(DEFAULT_RERANK if rerank is None else rerank)
+
+    def rank(
+        self, codes: np.ndarray, real: np.ndarray | None, k: int, mode: str | int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """One block of queries against the whole index: (distances, ids, scores or None), re-ranked by uᵀv
+        unless `mode` is none."""
+        if mode == "none":
+            return (*idx.search(self.index, codes, k), None)
+        assert real is not None
+        dist, ids = idx.search(self.index, codes, candidates_for(k, mode), whole_shell=True)
+        table_ids, table_codes = self.code_table()
+        rows = np.searchsorted(table_ids, np.where(ids < 0, table_ids[0], ids))
+        return rerank_candidates(dist, ids, table_codes[rows], real, k, mode)
+
+    def search(self, qs: QuerySet, k: int = 20, rerank: str | int | None = None) -> Results:
+        """The k nearest per query, re-ranked by uᵀv where the queries have outputs u (`rerank`: none, ties or
+        K′; default DEFAULT_RERANK); codes queries keep the Hamming order. Ties come out by id."""
+        return next(iter(self.search_many([qs], k, rerank)))
+
+    def search_many(self, qsets: Iterable[QuerySet], k: int = 20, rerank: str | int | None = None) -> Iterator[Results]:
+        """`search` of each query set in turn, as one stream of QUERY_BATCH blocks through the engine: the index
+        replicated on its workers, or split over `shards` of them and merged; the results are the same either way."""
+        if k < 1:
+            raise HashidxError(f"-k {k}: ask for at least one result")
+        pending: deque[tuple[QuerySet, str | int, int]] = deque()
+
+        def blocks() -> Iterator[tuple[np.ndarray, np.ndarray | None, int, str | int]]:
+            for qs in qsets:
+                mode = self._mode(qs, rerank)
+                starts = range(0, len(qs.codes), QUERY_BATCH)
+                pending.append((qs, mode, len(starts)))
+                for lo in starts:
+                    real = None if mode == "none" or qs.real is None else qs.real[lo : lo + QUERY_BATCH]
+                    yield qs.codes[lo : lo + QUERY_BATCH], real, k, mode
+
+        done: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []
+        for ranked in self._ranked(blocks()):
+            done.append(ranked)
+            while pending and pending[0][2] <= len(done):
+                qs, mode, n = pending.popleft()
+                yield self._results(qs, done[:n], mode)
+                done = done[n:]
+        while pending:  # query sets of no queries
+            qs, mode, n = pending.popleft()
+            yield self._results(qs, done[:n], mode)
+
+    def _ranked(
+        self, blocks: Iterator[tuple[np.ndarray, np.ndarray | None, int, str | int]]
+    ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+        if self.shards is None:
+            yield from self.engine.map(ReplicaStage(str(self.index_path), self.nprobe, self), blocks)
+            return
+        reals: deque[tuple[np.ndarray | None, int, str | int]] = deque()
+
+        def requests() -> Iterator[tuple[np.ndarray, int, bool]]:
+            for codes, real, k, mode in blocks:
+                reals.append((real, k, mode))
+                yield codes, (k if mode == "none" else candidates_for(k, mode)), mode != "none"
+
+        stages = [ShardStage(parts) for parts in self.shards]
+        for parts in self.engine.scatter(stages, requests()):
+            real, k, mode = reals.popleft()
             if mode == "none":
-                blocks.append((*idx.search(self.index, block, k), None))
+                dist, ids, _ = merge(parts, k, self.sidecar["count"])
+                yield dist, ids, None
                 continue
-            assert qs.real is not None
-            dist, ids = idx.search(self.index, block, candidates_for(k, mode), whole_shell=True)
-            table_ids, table_codes = self.code_table()
-            rows = np.searchsorted(table_ids, np.where(ids < 0, table_ids[0], ids))
-            blocks.append(rerank_candidates(dist, ids, table_codes[rows], qs.real[lo : lo + QUERY_BATCH], k, mode))
-        dist, ids = np.concatenate([b[0] for b in blocks]), np.concatenate([b[1] for b in blocks])
-        scores = None if mode == "none" else np.concatenate([b[2] for b in blocks])
+            dist, ids, codes = merge(parts, candidates_for(k, mode), self.sidecar["count"], whole_shell=True)
+            assert real is not None  # a re-ranking search has the queries' outputs
+            yield rerank_candidates(dist, ids, codes, real, k, mode)
+
+    def _results(self, qs: QuerySet, ranked: list, mode: str | int) -> Results:
+        if ranked:
+            dist, ids = np.concatenate([b[0] for b in ranked]), np.concatenate([b[1] for b in ranked])
+        else:
+            dist, ids = np.empty((0, 0), np.int32), np.empty((0, 0), np.int64)
+        scores = None if mode == "none" or not ranked else np.concatenate([b[2] for b in ranked])
         items = _items_by_id(self.index_path, self.sidecar, ids)
         return Results(
             qs.names,
@@ -346,6 +423,42 @@ class Searcher:
             mode,
             {i: it for i, it in items.items() if it.lonlat is not None and np.isfinite(it.lonlat).all()},
         )
+
+
+class _Ranker:
+    """A Searcher's `rank` as an engine worker: one block of queries in, its ranked results out."""
+
+    def __init__(self, searcher: Searcher):
+        self.searcher = searcher
+
+    def load(self, block: tuple) -> tuple:
+        return block
+
+    def run(self, block: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        return self.searcher.rank(*block)
+
+
+@dataclass
+class ReplicaStage:
+    """The recipe of a replica: a worker that loads the whole index (and its codes, to re-rank) once. `searcher`,
+    the one already open in this process, is reused there and never shipped."""
+
+    index_path: str
+    nprobe: int | None = None
+    searcher: Searcher | None = field(default=None, compare=False, repr=False)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "searcher": None}
+
+    def build(self, threads: int | None = None, device: str = "cpu") -> _Ranker:
+        if self.searcher is not None and threads is None:
+            return _Ranker(self.searcher)
+        if threads is not None:
+            import faiss
+
+            faiss.omp_set_num_threads(threads)
+        # The driver checked the model against the index; a replica answers codes only.
+        return _Ranker(Searcher(self.index_path, nprobe=self.nprobe, allow_model_mismatch=True))
 
 
 @dataclass
@@ -376,8 +489,7 @@ def query_to_file(
     totals = QueryTotals()
 
     def blocks() -> Iterator[Results]:
-        for qs in searcher.encode_blocks(query_file, batch_size, on_error):
-            res = searcher.search(qs, k, rerank)
+        for res in searcher.search_many(searcher.encode_blocks(query_file, batch_size, on_error), k, rerank):
             totals.results += len(res)
             totals.queries += len(res.queries)
             totals.skipped += res.skipped
@@ -431,12 +543,15 @@ def _items_by_id(index_path: str | Path, sidecar: dict, ids: np.ndarray) -> dict
 
 
 def write_results(results: Results | Iterable[Results], path: str | Path, fmt: str = "tsv") -> None:
-    """TSV with a header row, JSON lines, or a GeoJSON FeatureCollection (results.geojson); written atomically.
+    """TSV with a header row, JSON lines, a GeoJSON FeatureCollection (results.geojson) or Parquet; written atomically.
     Blocks of results (as query_to_file makes them) are written as they come, so memory stays bounded by one
     block."""
     if fmt not in FORMATS:
         raise HashidxError(f"unknown result format {fmt!r}; use {', '.join(FORMATS)}")
     blocks = [results] if isinstance(results, Results) else results
+    if fmt == "parquet":
+        write_parquet(blocks, path)
+        return
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as fh:
         if fmt == "geojson":
             write_geojson(blocks, fh)
@@ -449,6 +564,38 @@ def write_results(results: Results | Iterable[Results], path: str | Path, fmt: s
                 w.writerows(block.rows())
             else:
                 fh.writelines(json.dumps(dict(zip(RESULT_FIELDS, row))) + "\n" for row in block.rows())
+
+
+def _parquet_schema() -> Any:
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            ("query", pa.string()),
+            ("rank", pa.int32()),
+            ("id", pa.int64()),
+            ("path", pa.string()),
+            ("distance", pa.int32()),
+            ("score", pa.float64()),
+            ("lon", pa.float64()),
+            ("lat", pa.float64()),
+        ]
+    )
+
+
+def write_parquet(blocks: Iterable[Results], path: str | Path) -> None:
+    """The RESULT_FIELDS columns as Parquet, one row group per block of results (pandas, DuckDB and Spark read
+    it without parsing text); written atomically."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise HashidxError("--format parquet needs pyarrow: pip install 'hashidx[parquet]' (or hashidx[ray])") from None
+    schema = _parquet_schema()
+    with atomic_path(path) as tmp, pq.ParquetWriter(str(tmp), schema) as writer:
+        for block in blocks:
+            columns: list = list(zip(*block.rows())) or [[] for _ in RESULT_FIELDS]
+            writer.write_table(pa.table(dict(zip(RESULT_FIELDS, columns)), schema=schema))
 
 
 def write_geojson(blocks: Iterable[Results], fh: Any) -> int:

@@ -1,0 +1,184 @@
+"""The Ray engine: chunks through a Ray Data actor pool (encoding, replicated search) or a set of shard actors.
+
+Workers are actors that build their stage once (a backbone, an index) and keep it; Ray restarts an actor whose
+process dies and retries its task, so a killed worker costs time, never a row. Results come back in input
+order, so the driver writes files exactly as the local engine does.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import socket
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+from hashidx.engines.base import Engine, Stage
+from hashidx.errors import HashidxError
+
+# Chunks (and their results) cross process boundaries as pickles: Ray Data columns hold bytes whatever the chunk.
+_PROTOCOL = 5
+# Most Ray Data blocks one job is cut into: one chunk per block streams and balances best, but each block
+# costs the scheduler a little.
+MAX_BLOCKS = 10_000
+# Chunks in flight per shard actor: enough to keep every shard busy while the driver merges.
+SHARD_WINDOW = 4
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise HashidxError("--engine ray needs Ray: pip install 'hashidx[ray]'") from None
+    return ray
+
+
+def _check_reachable(address: str) -> None:
+    """A HOST:PORT that answers no TCP connection is refused at once, not after Ray's own minute of retries."""
+    host, _, port = address.rpartition(":")
+    if address == "auto" or address.startswith("ray://") or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
+    except OSError as exc:
+        raise HashidxError(
+            f"--ray-address {address}: nothing answers there ({exc.strerror or exc}); start a cluster with "
+            "'ray start --head', pass its address, or leave --ray-address out to start a local Ray runtime"
+        ) from None
+
+
+def _quiet_ray_data() -> Any:
+    """Ray Data's context with ordered output, and without its own progress bars and log lines (hashidx has one bar)."""
+    from ray.data import DataContext
+
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
+    ctx = DataContext.get_current()
+    ctx.execution_options.preserve_order = True
+    ctx.enable_progress_bars = False
+    return ctx
+
+
+def _actor_class(stage: Stage, threads: int, device: str) -> type:
+    """A Ray Data callable class with the stage baked in: shipped with the class, so a restarted actor rebuilds
+    its worker without constructor arguments in the object store."""
+
+    class HashidxWorker:
+        def __init__(self) -> None:
+            self.worker = stage.build(threads, device)
+
+        def __call__(self, batch: dict) -> dict:
+            out = []
+            for blob in batch["chunk"]:
+                result = self.worker.run(self.worker.load(pickle.loads(blob)))
+                out.append(pickle.dumps(result, protocol=_PROTOCOL))
+            return {"result": out}
+
+        def run(self, chunk: Any) -> Any:
+            return self.worker.run(self.worker.load(chunk))
+
+    return HashidxWorker
+
+
+class RayEngine(Engine):
+    """Workers as Ray actors, on a local runtime started here (stopped on close) or on a cluster joined by address.
+
+    `workers` actors (default: one per CPU of the cluster), each running its stage with CPUs // workers threads
+    and asking Ray for a fraction of a CPU (whole-CPU actors on a small machine leave none for Ray Data's own
+    tasks and stall), plus `gpus_per_worker` GPUs.
+    """
+
+    name = "ray"
+    remote = True
+
+    def __init__(self, address: str | None = None, workers: int | None = None, gpus_per_worker: float = 0.0):
+        ray = _import_ray()
+        if workers is not None and workers < 1:
+            raise HashidxError(f"--workers {workers}: use at least 1")
+        if gpus_per_worker < 0:
+            raise HashidxError(f"--gpus-per-worker {gpus_per_worker}: use 0 or more")
+        self.started = False
+        if not ray.is_initialized():
+            if address:
+                _check_reachable(address)
+            try:
+                ray.init(
+                    address=address or None,
+                    include_dashboard=False,
+                    logging_level=logging.ERROR,
+                    log_to_driver=False,
+                    **({} if address else {"_node_ip_address": "127.0.0.1"}),  # a local runtime stays on loopback
+                )
+            except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise HashidxError(
+                    f"--ray-address {address or '(local)'}: cannot start or join Ray ({first[:200]}); check the "
+                    "address ('ray status' on the head node) or leave --ray-address out to start a local runtime"
+                ) from None
+            self.started = not address
+        self.cpus = float(ray.cluster_resources().get("CPU", 1.0))
+        gpus = float(ray.cluster_resources().get("GPU", 0.0))
+        if gpus_per_worker and gpus < gpus_per_worker:
+            raise HashidxError(
+                f"--gpus-per-worker {gpus_per_worker}: the Ray cluster has {gpus:g} GPU(s); use 0 or join a cluster "
+                "with GPUs (--ray-address)"
+            )
+        self.workers = workers or max(1, int(self.cpus))
+        self.gpus_per_worker = gpus_per_worker
+        self.threads = max(1, int(self.cpus // self.workers))
+        self.cpus_per_worker = min(float(self.threads), self.cpus / (self.workers + 1))
+        self.device = "cuda" if gpus_per_worker else "cpu"
+
+    def describe(self) -> str:
+        gpu = f", {self.gpus_per_worker:g} GPU each" if self.gpus_per_worker else ""
+        return f"ray ({self.workers} workers x {self.threads} thread(s){gpu}, {self.cpus:g} CPUs)"
+
+    def _options(self) -> dict:
+        return {"num_cpus": self.cpus_per_worker, "num_gpus": self.gpus_per_worker or None}
+
+    def map(self, stage: Stage, chunks: Iterable[Any]) -> Iterator[Any]:
+        import ray.data
+
+        rows = [{"chunk": pickle.dumps(c, protocol=_PROTOCOL)} for c in chunks]
+        if not rows:
+            return
+        _quiet_ray_data()
+        options = {k: v for k, v in self._options().items() if v is not None}
+        ds = ray.data.from_items(rows, override_num_blocks=min(len(rows), MAX_BLOCKS)).map_batches(
+            _actor_class(stage, self.threads, self.device),
+            batch_size=1,
+            compute=ray.data.ActorPoolStrategy(size=min(self.workers, len(rows))),
+            **options,
+        )
+        del rows
+        for row in ds.iter_rows():
+            yield pickle.loads(row["result"])
+
+    def scatter(self, stages: Sequence[Stage], chunks: Iterable[Any]) -> Iterator[list[Any]]:
+        ray = _import_ray()
+        options = {k: v for k, v in self._options().items() if v is not None}
+        actors = [
+            ray.remote(_actor_class(stage, self.threads, self.device))
+            .options(max_restarts=-1, max_task_retries=-1, **options)
+            .remote()
+            for stage in stages
+        ]
+        pending: deque[list[Any]] = deque()
+        try:
+            for chunk in chunks:
+                shared = ray.put(chunk)  # stored once, read by every shard
+                pending.append([a.run.remote(shared) for a in actors])
+                if len(pending) >= SHARD_WINDOW:
+                    yield ray.get(pending.popleft())
+            while pending:
+                yield ray.get(pending.popleft())
+        finally:
+            for a in actors:
+                ray.kill(a)
+
+    def close(self) -> None:
+        if self.started:
+            import ray
+
+            ray.shutdown()
+            self.started = False
