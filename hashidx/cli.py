@@ -310,15 +310,19 @@ def features(
     GeoTIFFs and other rasters are read through GDAL with --bands and one dataset-wide --scale; with
     --tile each scene is cut into chips that keep its label. Georeferenced items keep their footprints.
     """
+    import h5py
+
+    from hashidx.codes.codefile import count_rows
     from hashidx.data.labels import read_label_table, relabel
     from hashidx.data.rasters import RGB
-    from hashidx.features.extract import extract_to
+    from hashidx.features.cache import FeatureCache
+    from hashidx.features.extract import write_features
     from hashidx.methods.inputs import dataset_inputs
 
     ds, radiometry = dataset_inputs(data, bands, scale, _tiling(tile, min_valid))
     if labels is not None:
         ds = relabel(ds, read_label_table(labels), labels)
-    cache = extract_to(
+    write_features(
         ds,
         output,
         backbone,
@@ -332,12 +336,16 @@ def features(
         radiometry,
         engine,
     )
-    _report_skipped(cache.skipped, f"listed in {output}'s 'skipped' attribute")
-    geo = "" if cache.dataset.geo is None else f", {sum(map(bool, cache.dataset.geo.crs))} with footprints"
+    # What was written, read back without its rows: the cache may be far larger than memory.
+    head = FeatureCache.load(output, slice(0, 0))
+    n = count_rows(output, "hashidx-features", "feature cache")
+    _report_skipped(head.skipped, f"listed in {output}'s 'skipped' attribute")
+    with h5py.File(output, "r") as f:
+        geo = "" if "footprints" not in f else f", {int((f['footprints/crs'][:] != b'').sum())} with footprints"
     look = "" if radiometry == RGB else f", {radiometry.describe()}"
     click.echo(
-        f"{output}: {len(cache.dataset)} images, {len(ds.classes)} classes, "
-        f"{cache.features.shape[1]}-d {backbone} features ({cache.runtime}){look}{geo}"
+        f"{output}: {n} images, {len(ds.classes)} classes, "
+        f"{head.features.shape[1]}-d {backbone} features ({head.runtime}){look}{geo}"
     )
 
 

@@ -8,6 +8,8 @@ order, so the driver writes files exactly as the local engine does.
 from __future__ import annotations
 
 import logging
+import math
+import os
 import pickle
 import socket
 from collections import deque
@@ -19,9 +21,10 @@ from hashidx.errors import HashidxError
 
 # Chunks (and their results) cross process boundaries as pickles: Ray Data columns hold bytes whatever the chunk.
 _PROTOCOL = 5
-# Most Ray Data blocks one job is cut into: one chunk per block streams and balances best, but each block
-# costs the scheduler a little.
-MAX_BLOCKS = 10_000
+# Chunks per Ray Data block, at most: every block costs the scheduler milliseconds, so one chunk per block caps
+# the driver at ~1,500 feature rows/s on 2 CPUs, 64 per block at ~22,000 (benchmarks/ray_engine.py). Jobs of
+# few chunks still get 4 blocks per worker, for balance and for a killed worker's retry to stay small.
+CHUNKS_PER_BLOCK = 64
 # Chunks in flight per shard actor: enough to keep every shard busy while the driver merges.
 SHARD_WINDOW = 4
 
@@ -99,6 +102,9 @@ class RayEngine(Engine):
             raise HashidxError(f"--gpus-per-worker {gpus_per_worker}: use 0 or more")
         self.started = False
         if not ray.is_initialized():
+            # Ray's C++ core logs notes (constructor arguments of restartable actors) as errors on stderr; real
+            # failures reach hashidx as exceptions. RAY_BACKEND_LOG_LEVEL set by the user wins.
+            os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
             if address:
                 _check_reachable(address)
             try:
@@ -144,7 +150,8 @@ class RayEngine(Engine):
             return
         _quiet_ray_data()
         options = {k: v for k, v in self._options().items() if v is not None}
-        ds = ray.data.from_items(rows, override_num_blocks=min(len(rows), MAX_BLOCKS)).map_batches(
+        blocks = min(len(rows), max(4 * self.workers, math.ceil(len(rows) / CHUNKS_PER_BLOCK)))
+        ds = ray.data.from_items(rows, override_num_blocks=blocks).map_batches(
             _actor_class(stage, self.threads, self.device),
             batch_size=1,
             compute=ray.data.ActorPoolStrategy(size=min(self.workers, len(rows))),

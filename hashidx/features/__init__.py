@@ -8,7 +8,7 @@ from hashidx.io.lazy import lazy_exports
 if TYPE_CHECKING:
     from hashidx.features.backbones import DEFAULT_BACKBONE, BackboneSpec, FeatureExtractor, backbone_spec
     from hashidx.features.cache import FeatureCache
-    from hashidx.features.extract import DEFAULT_VIEWS, Extraction, compute_features, extract_to
+    from hashidx.features.extract import DEFAULT_VIEWS, Extraction, compute_features, extract_to, write_features
     from hashidx.features.runtime import DEFAULT_RUNTIME, RUNTIMES, onnx_twin
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__)

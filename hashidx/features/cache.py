@@ -29,7 +29,7 @@ PREPROCESSING = (
 class FeatureCache:
     """Backbone features of a dataset, with the labels and provenance that travel with them."""
 
-    features: np.ndarray
+    features: np.ndarray  # or, to save a streamed extraction, the h5py dataset it was appended to
     dataset: Dataset
     backbone: str
     image_size: int
@@ -46,7 +46,14 @@ class FeatureCache:
     def save(self, path: str | Path) -> None:
         spec = backbone_spec(self.backbone)
         with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-            f.create_dataset("features", data=self.features)
+            if isinstance(self.features, h5py.Dataset):  # rows on disk (a streamed extraction): copied in blocks
+                rows, dim = self.features.shape
+                out = f.create_dataset("features", shape=(rows, dim), dtype=np.float32)
+                step = max(1, (64 << 20) // (4 * max(dim, 1)))
+                for lo in range(0, rows, step):
+                    out[lo : lo + step] = self.features[lo : lo + step]
+            else:
+                f.create_dataset("features", data=self.features)
             f.create_dataset("labels", data=self.dataset.labels)
             f.create_dataset("paths", data=list(self.dataset.paths), dtype=STR)
             f.create_dataset("classes", data=list(self.dataset.classes), dtype=STR)

@@ -118,6 +118,14 @@ class BackboneStage:
         return BackboneWorker(extractor, self)
 
 
+def _rows(blocks: list[np.ndarray], dim: int) -> np.ndarray:
+    return np.concatenate(blocks) if blocks else np.empty((0, dim), np.float32)
+
+
+def _positions(blocks: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(blocks) if blocks else np.empty(0, np.int64)
+
+
 def collect(
     paths: Sequence[Path],
     stage: Stage,
@@ -129,6 +137,7 @@ def collect(
     resume: Extraction | None = None,
     checkpoint: Callable[[Extraction], None] | None = None,
     every: int = 32,
+    keep: bool = True,
 ) -> Extraction:
     """Images through `stage`'s workers on `engine` (default: this process), `batch_size` per chunk, gathered in
     input order under one progress bar: the loop every network pass of hashidx shares.
@@ -136,13 +145,19 @@ def collect(
     on_error="fail" stops at the first unreadable image (its path in the error); "skip" leaves it out
     and records it. `resume` continues a partial extraction. Every `every` batches `checkpoint`
     receives the rows added since its previous call (features and kept hold only those; skipped
-    and done are the totals): what makes an interrupted extraction resumable.
+    and done are the totals): what makes an interrupted extraction resumable. With keep=False the rows live
+    only in what `checkpoint` writes (it also gets the last ones), so memory stays bounded whatever the
+    number of images; the result then holds the kept positions and no rows.
     """
     if on_error not in ON_ERROR:
         raise HashidxError(f"--on-error {on_error}: choose fail or skip")
+    if not keep and checkpoint is None:
+        raise ValueError("collect(keep=False) needs a checkpoint to hand the rows to")
     state = resume or Extraction.empty(dim)
-    feats, kept, skipped = [state.features], [state.kept], list(state.skipped)
-    reported = len(feats)  # batches in `feats` already passed to checkpoint (or resumed from)
+    stored_rows, stored_kept = [state.features] if keep else [], [state.kept]  # checkpointed (or resumed)
+    new_rows: list[np.ndarray] = []
+    new_kept: list[np.ndarray] = []
+    skipped = list(state.skipped)
     starts = range(state.done, len(paths), batch_size)
     chunks = ([(i, paths[i]) for i in range(start, min(start + batch_size, len(paths)))] for start in starts)
     outputs = (engine or LocalEngine()).map(stage, chunks)
@@ -153,19 +168,18 @@ def collect(
         skipped += enc.errors
         runtime = enc.runtime
         if len(enc.positions):
-            feats.append(enc.rows)
-            kept.append(enc.positions)
+            new_rows.append(enc.rows)
+            new_kept.append(enc.positions)
         done = min(start + batch_size, len(paths))
-        if checkpoint is not None and b % every == 0 and done < len(paths):
-            new_rows = feats[reported:] or [np.empty((0, dim), np.float32)]
-            checkpoint(
-                Extraction(
-                    np.concatenate(new_rows), np.concatenate(kept[reported:] or [np.empty(0, np.int64)]), skipped, done
-                )
-            )
-            reported = len(feats)
+        due = b % every == 0 if done < len(paths) else not keep  # a kept extraction returns its last rows instead
+        if checkpoint is not None and due:
+            checkpoint(Extraction(_rows(new_rows, dim), _positions(new_kept), skipped, done))
+            stored_rows += new_rows if keep else []
+            stored_kept += new_kept
+            new_rows, new_kept = [], []
     # One concatenation at the end: the rows are never copied per batch.
-    return Extraction(np.concatenate(feats), np.concatenate(kept), skipped, len(paths), runtime)
+    features = _rows(stored_rows + new_rows, dim) if keep else np.empty((0, dim), np.float32)
+    return Extraction(features, _positions(stored_kept + new_kept), skipped, len(paths), runtime)
 
 
 def extract(
@@ -230,15 +244,15 @@ class _Partial:
     def __init__(self, path: Path, identity: str):
         self.path, self.identity = path, identity
 
-    def load(self) -> Extraction | None:
-        """The progress saved for this very extraction, or None."""
+    def load(self, features: bool = True) -> Extraction | None:
+        """The progress saved for this very extraction, or None; without `features`, only where it stands."""
         try:
             with h5py.File(self.path, "r") as f:
                 if f.attrs.get("kind") != self.KIND or f.attrs.get("identity") != self.identity:
                     return None
                 rows = int(f.attrs["rows"])
                 return Extraction(
-                    f["features"][:rows],
+                    f["features"][: rows if features else 0],
                     f["kept"][:rows],
                     [tuple(x) for x in json.loads(f.attrs["skipped"])],
                     int(f.attrs["done"]),
@@ -265,6 +279,47 @@ class _Partial:
             f.attrs.update({"rows": rows + len(new.kept), "done": new.done, "skipped": json.dumps(new.skipped)})
 
 
+def _extraction(
+    ds: Dataset,
+    backbone: str,
+    image_size: int | None,
+    views: int,
+    batch_size: int,
+    on_error: str,
+    partial: str | Path | None,
+    checkpoint_every: int,
+    weights: str,
+    runtime: str,
+    radiometry: Radiometry,
+    engine: Engine | None,
+    keep: bool = True,
+) -> tuple[Extraction, Dataset, int]:
+    """The extraction compute_features and extract_to share: (state, the dataset with its footprints, image size)."""
+    spec = backbone_spec(backbone)
+    size = image_size or spec.image_size
+    engine = engine or LocalEngine()
+    # A remote engine's workers build their own backbone: the driver only writes.
+    extractor = None if engine.remote else FeatureExtractor(spec, weights, runtime, radiometry.channels)
+    stage = BackboneStage(backbone, weights, runtime, radiometry, size, check_views(views), extractor=extractor)
+    paths = [ds.absolute(i) for i in range(len(ds))]
+    ds = dataclasses.replace(ds, geo=footprints(paths, warn))
+    resume, save = None, None
+    if partial is not None:
+        keeper = _Partial(Path(partial), _identity(ds, backbone, size, check_views(views), weights, radiometry))
+        resume = keeper.load(features=keep) if keeper.path.exists() else None
+        keeper.start(resume, spec.feature_dim)
+        save = keeper.append
+    if checkpoint_every < 1:
+        raise HashidxError(f"--checkpoint-every {checkpoint_every}: use a number of batches >= 1")
+    state = collect(
+        paths, stage, spec.feature_dim, engine, batch_size, "features", on_error, resume, save, checkpoint_every, keep
+    )
+    if len(state.kept) == 0:
+        raise HashidxError(f"none of the {len(ds)} images of {ds.root} could be read; first: {state.skipped[0][1]}")
+    state.runtime = state.runtime or (extractor.runtime if extractor else runtime)
+    return state, ds, size
+
+
 def compute_features(
     ds: Dataset,
     backbone: str,
@@ -286,27 +341,20 @@ def compute_features(
     With `partial` (a path), progress is saved there as it goes, and an earlier interrupted run of
     the same extraction (same images, backbone, size, views) is continued instead of restarted.
     """
-    spec = backbone_spec(backbone)
-    size = image_size or spec.image_size
-    engine = engine or LocalEngine()
-    # A remote engine's workers build their own backbone: the driver only writes.
-    extractor = None if engine.remote else FeatureExtractor(spec, weights, runtime, radiometry.channels)
-    stage = BackboneStage(backbone, weights, runtime, radiometry, size, check_views(views), extractor=extractor)
-    paths = [ds.absolute(i) for i in range(len(ds))]
-    ds = dataclasses.replace(ds, geo=footprints(paths, warn))
-    resume, save = None, None
-    if partial is not None:
-        keeper = _Partial(Path(partial), _identity(ds, backbone, size, check_views(views), weights, radiometry))
-        resume = keeper.load() if keeper.path.exists() else None
-        keeper.start(resume, spec.feature_dim)
-        save = keeper.append
-    if checkpoint_every < 1:
-        raise HashidxError(f"--checkpoint-every {checkpoint_every}: use a number of batches >= 1")
-    state = collect(
-        paths, stage, spec.feature_dim, engine, batch_size, "features", on_error, resume, save, checkpoint_every
+    state, ds, size = _extraction(
+        ds,
+        backbone,
+        image_size,
+        views,
+        batch_size,
+        on_error,
+        partial,
+        checkpoint_every,
+        weights,
+        runtime,
+        radiometry,
+        engine,
     )
-    if len(state.kept) == 0:
-        raise HashidxError(f"none of the {len(ds)} images of {ds.root} could be read; first: {state.skipped[0][1]}")
     return FeatureCache(
         state.features,
         ds.subset(state.kept),
@@ -315,9 +363,59 @@ def compute_features(
         views,
         [(ds.paths[i], reason) for i, reason in state.skipped],
         weights,
-        runtime=state.runtime or (extractor.runtime if extractor else runtime),
+        runtime=state.runtime,
         radiometry=radiometry,
     )
+
+
+def write_features(
+    ds: Dataset,
+    output: str | Path,
+    backbone: str,
+    image_size: int | None = None,
+    views: int = DEFAULT_VIEWS,
+    batch_size: int = 8,
+    on_error: str = "fail",
+    checkpoint_every: int = 32,
+    weights: str = "imagenet",
+    runtime: str = DEFAULT_RUNTIME,
+    radiometry: Radiometry = RGB,
+    engine: Engine | None = None,
+) -> None:
+    """compute_features, written to `output` in bounded memory (what `hashidx features` runs).
+
+    The rows never pile up in memory: every `checkpoint_every` batches they are appended to OUTPUT.partial
+    (which a rerun resumes from), and the cache is then copied from it block by block; 10⁷ chips of 1,712-d
+    features are 68 GB.
+    """
+    partial = partial_path(output)
+    # The cache and its .partial twin side by side, before minutes of backbone passes.
+    check_room(output, 2 * len(ds) * backbone_spec(backbone).feature_dim * 4 + (1 << 20), "the feature cache")
+    with writing(output):  # one extraction per output: two would append to one .partial file
+        state, ds, size = _extraction(
+            ds,
+            backbone,
+            image_size,
+            views,
+            batch_size,
+            on_error,
+            partial,
+            checkpoint_every,
+            weights,
+            runtime,
+            radiometry,
+            engine,
+            keep=False,
+        )
+        with h5py.File(partial, "r") as f:
+            rows = f["features"]
+            if len(rows) != len(state.kept) or not np.array_equal(f["kept"][:], state.kept):
+                raise HashidxError(f"{partial}: progress file out of step with this extraction; delete it and rerun")
+            skipped = [(ds.paths[i], reason) for i, reason in state.skipped]
+            cache = FeatureCache(rows, ds.subset(state.kept), backbone, size, views, skipped, weights)
+            cache.runtime, cache.radiometry = state.runtime, radiometry
+            cache.save(output)
+        partial.unlink(missing_ok=True)
 
 
 def extract_to(
@@ -334,25 +432,19 @@ def extract_to(
     radiometry: Radiometry = RGB,
     engine: Engine | None = None,
 ) -> FeatureCache:
-    """compute_features, saved to `output`; progress is kept in OUTPUT.partial until then, so a rerun resumes."""
-    partial = partial_path(output)
-    # The cache and its .partial twin side by side, before minutes of backbone passes.
-    check_room(output, 2 * len(ds) * backbone_spec(backbone).feature_dim * 4 + (1 << 20), "the feature cache")
-    with writing(output):  # one extraction per output: two would append to one .partial file
-        cache = compute_features(
-            ds,
-            backbone,
-            image_size,
-            views,
-            batch_size,
-            on_error,
-            partial,
-            checkpoint_every,
-            weights,
-            runtime,
-            radiometry,
-            engine,
-        )
-        cache.save(output)
-        partial.unlink(missing_ok=True)
-    return cache
+    """write_features, then the cache read back whole (what training on it needs)."""
+    write_features(
+        ds,
+        output,
+        backbone,
+        image_size,
+        views,
+        batch_size,
+        on_error,
+        checkpoint_every,
+        weights,
+        runtime,
+        radiometry,
+        engine,
+    )
+    return FeatureCache.load(output)
