@@ -55,7 +55,8 @@ def _quiet_ray_data() -> Any:
     """Ray Data's context with ordered output, and without its own progress bars and log lines (hashidx has one bar)."""
     from ray.data import DataContext
 
-    logging.getLogger("ray.data").setLevel(logging.ERROR)
+    # Its errors too: a worker's failure reaches hashidx as an exception and is reported once, in one line.
+    logging.getLogger("ray.data").setLevel(logging.CRITICAL)
     ctx = DataContext.get_current()
     ctx.execution_options.preserve_order = True
     ctx.enable_progress_bars = False
@@ -81,6 +82,20 @@ def _actor_class(stage: Stage, threads: int, device: str) -> type:
             return self.worker.run(self.worker.load(chunk))
 
     return HashidxWorker
+
+
+def _reraise(exc: BaseException) -> None:
+    """A HashidxError raised in a worker (an unreadable model, say) as itself, not wrapped in Ray's task errors."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, HashidxError):
+            raise HashidxError(str(seen)) from None
+        seen = getattr(seen, "cause", None) or seen.__cause__
+    # An actor that died in its constructor carries the error only as text (its traceback).
+    marker = f"{HashidxError.__module__}.{HashidxError.__name__}: "
+    if marker in str(exc):
+        raise HashidxError(str(exc).split(marker)[-1].strip().splitlines()[0]) from None
+    raise exc
 
 
 class RayEngine(Engine):
@@ -158,8 +173,11 @@ class RayEngine(Engine):
             **options,
         )
         del rows
-        for row in ds.iter_rows():
-            yield pickle.loads(row["result"])
+        try:
+            for row in ds.iter_rows():
+                yield pickle.loads(row["result"])
+        except Exception as exc:  # Ray wraps a worker's exception in its own task error types
+            _reraise(exc)
 
     def scatter(self, stages: Sequence[Stage], chunks: Iterable[Any]) -> Iterator[list[Any]]:
         ray = _import_ray()
@@ -170,18 +188,27 @@ class RayEngine(Engine):
             .remote()
             for stage in stages
         ]
-        pending: deque[list[Any]] = deque()
         try:
-            for chunk in chunks:
-                shared = ray.put(chunk)  # stored once, read by every shard
-                pending.append([a.run.remote(shared) for a in actors])
-                if len(pending) >= SHARD_WINDOW:
-                    yield ray.get(pending.popleft())
-            while pending:
-                yield ray.get(pending.popleft())
+            yield from self._gather(actors, chunks)
+        except Exception as exc:  # Ray wraps a worker's exception in its own task error types
+            _reraise(exc)
         finally:
             for a in actors:
                 ray.kill(a)
+
+    @staticmethod
+    def _gather(actors: list, chunks: Iterable[Any]) -> Iterator[list[Any]]:
+        """Each chunk to every actor, SHARD_WINDOW chunks in flight; the answers per chunk, in chunk order."""
+        import ray
+
+        pending: deque[list[Any]] = deque()
+        for chunk in chunks:
+            shared = ray.put(chunk)  # stored once, read by every shard
+            pending.append([a.run.remote(shared) for a in actors])
+            if len(pending) >= SHARD_WINDOW:
+                yield ray.get(pending.popleft())
+        while pending:
+            yield ray.get(pending.popleft())
 
     def close(self) -> None:
         if self.started:

@@ -22,7 +22,7 @@ from hashidx.data.rasters import RGB, Radiometry
 from hashidx.engines.base import Engine, Stage
 from hashidx.engines.local import LocalEngine
 from hashidx.errors import HashidxError
-from hashidx.features.backbones import FeatureExtractor, backbone_spec, check_views
+from hashidx.features.backbones import FeatureExtractor, backbone_spec, check_views, load_state_file
 from hashidx.features.cache import FeatureCache
 from hashidx.features.runtime import DEFAULT_RUNTIME
 from hashidx.io.atomic import atomic_path, check_room
@@ -102,6 +102,11 @@ class BackboneStage:
     views: int
     head: Any = None
     extractor: FeatureExtractor | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.extractor is None and self.weights not in ("imagenet", "none"):
+            # Read here once, so that a bad --weights file fails in one line before any worker starts.
+            load_state_file(self.weights, self.backbone)
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "extractor": None}

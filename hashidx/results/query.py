@@ -177,6 +177,8 @@ class Searcher:
         # Sharded, no process holds the whole index; replicated on a remote engine, each worker loads its own.
         self.shards = None if shards is None else shard_rows(self.index_path, self.sidecar, shards)
         self._index: Any = None
+        if self.shards is None:
+            self.index  # read and checked now, before any query is encoded  # noqa: B018
         self.allow_model_mismatch = allow_model_mismatch
         self.encoder: Any = None
         self._table: tuple[np.ndarray, np.ndarray] | None = None
@@ -202,7 +204,7 @@ class Searcher:
 
     @property
     def index(self) -> Any:
-        """The FAISS index, read on first use (a sharded or remote search never reads it here)."""
+        """The FAISS index (a sharded search never reads it in this process)."""
         if self._index is None:
             self._index, self.sidecar = idx.load(self.index_path)
             if self.nprobe is not None:
