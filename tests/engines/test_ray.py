@@ -78,6 +78,16 @@ def test_features_on_ray_are_the_local_features(runtime, images, tmp_path):
     assert not Path(f"{tmp_path / 'ray.h5'}.partial").exists()
 
 
+def test_train_on_ray_learns_the_local_codes(runtime, images, tmp_path):
+    """train's feature extraction on Ray workers: the same features, so the same seeded run, bit for bit."""
+    args = ["train", str(images), "--bits", "16", "--iterations", "2", "--views", "1", "--query-fraction", "0.25"]
+    invoke(*args, "-o", str(tmp_path / "local"))
+    invoke(*args, "--engine", "ray", "--workers", "2", "-o", str(tmp_path / "ray"))
+    local, remote = (CodeFile.load(tmp_path / e / "codes.h5") for e in ("local", "ray"))
+    assert np.array_equal(local.codes, remote.codes) and local.paths == remote.paths
+    assert len(local.paths) == len(load_split(tmp_path / "ray" / "split.json").database) > 10
+
+
 def test_add_and_query_on_ray_write_the_local_files(runtime, run_dir, ucmd_slice, tmp_path):
     """Codes added through Ray workers are bit-identical, and image queries give byte-identical results."""
     split = load_split(run_dir / "split.json")
