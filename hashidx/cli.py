@@ -313,6 +313,7 @@ def features(
     import h5py
 
     from hashidx.codes.codefile import count_rows
+    from hashidx.data.footprints import Footprints
     from hashidx.data.labels import read_label_table, relabel
     from hashidx.data.rasters import RGB
     from hashidx.features.cache import FeatureCache
@@ -341,7 +342,8 @@ def features(
     n = count_rows(output, "hashidx-features", "feature cache")
     _report_skipped(head.skipped, f"listed in {output}'s 'skipped' attribute")
     with h5py.File(output, "r") as f:
-        geo = "" if "footprints" not in f else f", {int((f['footprints/crs'][:] != b'').sum())} with footprints"
+        footprints = Footprints.load(f)
+    geo = "" if footprints is None else f", {sum(map(bool, footprints.crs))} with footprints"
     look = "" if radiometry == RGB else f", {radiometry.describe()}"
     click.echo(
         f"{output}: {n} images, {len(ds.classes)} classes, "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -101,6 +102,27 @@ def read_ids_codes(path: str | Path, rows: slice = slice(None)) -> tuple[np.ndar
     if len(ids) != len(codes) or codes.ndim != 2:
         raise HashidxError(f"{path}: 'ids' and 'codes' disagree ({len(ids)} vs {codes.shape}); retrain the run")
     return ids.astype(np.int64), codes
+
+
+@dataclass
+class CodeTable:
+    """Packed codes by id, sorted by id once: what a re-ranking reads its candidates' codes from."""
+
+    ids: np.ndarray
+    codes: np.ndarray
+
+    @classmethod
+    def of(cls, parts: Iterable[tuple[np.ndarray, np.ndarray]]) -> CodeTable:
+        """One table of (ids, codes) parts, e.g. read_ids_codes of several codes files."""
+        parts = list(parts)
+        ids = np.concatenate([i for i, _ in parts])
+        codes = np.concatenate([c for _, c in parts])
+        order = np.argsort(ids, kind="stable")
+        return cls(ids[order], codes[order])
+
+    def lookup(self, ids: np.ndarray) -> np.ndarray:
+        """The codes of `ids` (any shape); an empty slot (id -1) gets the first row's, which scores ignore."""
+        return self.codes[np.searchsorted(self.ids, np.where(ids < 0, self.ids[0], ids))]
 
 
 class Item(NamedTuple):

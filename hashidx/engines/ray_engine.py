@@ -155,7 +155,9 @@ class RayEngine(Engine):
         return f"ray ({self.workers} workers x {self.threads} thread(s){gpu}, {self.cpus:g} CPUs)"
 
     def _options(self) -> dict:
-        return {"num_cpus": self.cpus_per_worker, "num_gpus": self.gpus_per_worker or None}
+        """What each actor asks Ray for (no GPU key where it asks for none)."""
+        gpus = {"num_gpus": self.gpus_per_worker} if self.gpus_per_worker else {}
+        return {"num_cpus": self.cpus_per_worker, **gpus}
 
     def map(self, stage: Stage, chunks: Iterable[Any]) -> Iterator[Any]:
         import ray.data
@@ -164,13 +166,12 @@ class RayEngine(Engine):
         if not rows:
             return
         _quiet_ray_data()
-        options = {k: v for k, v in self._options().items() if v is not None}
         blocks = min(len(rows), max(4 * self.workers, math.ceil(len(rows) / CHUNKS_PER_BLOCK)))
         ds = ray.data.from_items(rows, override_num_blocks=blocks).map_batches(
             _actor_class(stage, self.threads, self.device),
             batch_size=1,
             compute=ray.data.ActorPoolStrategy(size=min(self.workers, len(rows))),
-            **options,
+            **self._options(),
         )
         del rows
         try:
@@ -181,10 +182,9 @@ class RayEngine(Engine):
 
     def scatter(self, stages: Sequence[Stage], chunks: Iterable[Any]) -> Iterator[list[Any]]:
         ray = _import_ray()
-        options = {k: v for k, v in self._options().items() if v is not None}
         actors = [
             ray.remote(_actor_class(stage, self.threads, self.device))
-            .options(max_restarts=-1, max_task_retries=-1, **options)
+            .options(max_restarts=-1, max_task_retries=-1, **self._options())
             .remote()
             for stage in stages
         ]

@@ -360,13 +360,28 @@ def compute_features(
         radiometry,
         engine,
     )
+    return _cache(state.features, state, ds, backbone, size, views, weights, radiometry)
+
+
+def _cache(
+    rows: Any,
+    state: Extraction,
+    ds: Dataset,
+    backbone: str,
+    size: int,
+    views: int,
+    weights: str,
+    radiometry: Radiometry,
+) -> FeatureCache:
+    """The cache of an extraction's kept images; `rows` are its features in memory or on disk (the .partial)."""
+    skipped = [(ds.paths[i], reason) for i, reason in state.skipped]
     return FeatureCache(
-        state.features,
+        rows,
         ds.subset(state.kept),
         backbone,
         size,
         views,
-        [(ds.paths[i], reason) for i, reason in state.skipped],
+        skipped,
         weights,
         runtime=state.runtime,
         radiometry=radiometry,
@@ -416,10 +431,7 @@ def write_features(
             rows = f["features"]
             if len(rows) != len(state.kept) or not np.array_equal(f["kept"][:], state.kept):
                 raise HashidxError(f"{partial}: progress file out of step with this extraction; delete it and rerun")
-            skipped = [(ds.paths[i], reason) for i, reason in state.skipped]
-            cache = FeatureCache(rows, ds.subset(state.kept), backbone, size, views, skipped, weights)
-            cache.runtime, cache.radiometry = state.runtime, radiometry
-            cache.save(output)
+            _cache(rows, state, ds, backbone, size, views, weights, radiometry).save(output)
         partial.unlink(missing_ok=True)
 
 

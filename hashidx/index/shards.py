@@ -13,7 +13,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from hashidx.codes.codefile import count_rows, read_ids_codes
+from hashidx.codes.codefile import CodeTable, count_rows, read_ids_codes
 from hashidx.errors import HashidxError
 from hashidx.index import indexes as idx
 
@@ -52,10 +52,9 @@ def shard_rows(index_path: str | Path, sidecar: dict, shards: int) -> list[list[
 class ShardWorker:
     """One shard as a flat index: the top k (or the tie shell at the k-th) per query, with the candidates' codes."""
 
-    def __init__(self, codes: np.ndarray, ids: np.ndarray):
-        self.index, _ = idx.build(codes, ids, "flat")
-        self.order = np.argsort(ids, kind="stable")
-        self.ids, self.codes = ids[self.order], codes[self.order]
+    def __init__(self, table: CodeTable):
+        self.index, _ = idx.build(table.codes, table.ids, "flat")
+        self.table = table
 
     def load(self, chunk: tuple[np.ndarray, int, bool]) -> tuple[np.ndarray, int, bool]:
         return chunk
@@ -66,8 +65,7 @@ class ShardWorker:
         dist, ids = idx.search(self.index, queries, k, whole_shell)
         if not whole_shell:
             return dist, ids, np.empty((*ids.shape, 0), np.uint8)
-        rows = np.searchsorted(self.ids, np.where(ids < 0, self.ids[0], ids))
-        return dist, ids, self.codes[rows]
+        return dist, ids, self.table.lookup(ids)
 
 
 @dataclass
@@ -79,8 +77,7 @@ class ShardStage:
     def build(self, threads: int | None = None, device: str = "cpu") -> ShardWorker:
         if threads is not None:
             faiss.omp_set_num_threads(threads)
-        read = [read_ids_codes(path, rows) for path, rows in self.parts]
-        return ShardWorker(np.concatenate([c for _, c in read]), np.concatenate([i for i, _ in read]))
+        return ShardWorker(CodeTable.of(read_ids_codes(path, rows) for path, rows in self.parts))
 
 
 def merge(parts: list[Candidates], k: int, ntotal: int, whole_shell: bool = False) -> Candidates:

@@ -14,7 +14,7 @@ import h5py
 import numpy as np
 
 from hashidx.codes.binary import pack, sign
-from hashidx.codes.codefile import CodeFile, Item, count_rows, items_by_id, read_ids_codes
+from hashidx.codes.codefile import CodeFile, CodeTable, Item, count_rows, items_by_id, read_ids_codes
 from hashidx.data.chips import Tiling
 from hashidx.data.labels import label_names
 from hashidx.data.queryfile import image_list
@@ -181,7 +181,7 @@ class Searcher:
             self.index  # read and checked now, before any query is encoded  # noqa: B018
         self.allow_model_mismatch = allow_model_mismatch
         self.encoder: Any = None
-        self._table: tuple[np.ndarray, np.ndarray] | None = None
+        self._table: CodeTable | None = None
         if model_path is not None:
             from hashidx.methods.checkpoints import load_checkpoint
             from hashidx.methods.encoder import Encoder
@@ -219,7 +219,7 @@ class Searcher:
             self.code_table()
         return self
 
-    def code_table(self) -> tuple[np.ndarray, np.ndarray]:
+    def code_table(self) -> CodeTable:
         """Every indexed item's (ids, packed codes), sorted by id, read once: what re-ranking looks candidates up in."""
         if self._table is None:
             self._table = _code_table(self.index_path, self.sidecar)
@@ -344,9 +344,7 @@ class Searcher:
             return (*idx.search(self.index, codes, k), None)
         assert real is not None
         dist, ids = idx.search(self.index, codes, candidates_for(k, mode), whole_shell=True)
-        table_ids, table_codes = self.code_table()
-        rows = np.searchsorted(table_ids, np.where(ids < 0, table_ids[0], ids))
-        return rerank_candidates(dist, ids, table_codes[rows], real, k, mode)
+        return rerank_candidates(dist, ids, self.code_table().lookup(ids), real, k, mode)
 
     def search(self, qs: QuerySet, k: int = 20, rerank: str | int | None = None) -> Results:
         """The k nearest per query, re-ranked by uᵀv where the queries have outputs u (`rerank`: none, ties or
@@ -526,13 +524,9 @@ def run_query(
     return searcher.search(searcher.encode(query_file, batch_size, on_error), k, rerank)
 
 
-def _code_table(index_path: str | Path, sidecar: dict) -> tuple[np.ndarray, np.ndarray]:
-    """Every indexed item's (ids, packed codes), sorted by id: what re-ranking reads candidates' codes from."""
-    parts = [read_ids_codes(p) for p in idx.code_files_of(index_path, sidecar) if p.is_file()]
-    ids = np.concatenate([i for i, _ in parts])
-    codes = np.concatenate([c for _, c in parts])
-    order = np.argsort(ids, kind="stable")
-    return ids[order], codes[order]
+def _code_table(index_path: str | Path, sidecar: dict) -> CodeTable:
+    """Every indexed item's packed code by id: what re-ranking reads candidates' codes from."""
+    return CodeTable.of(read_ids_codes(p) for p in idx.code_files_of(index_path, sidecar) if p.is_file())
 
 
 def _items_by_id(index_path: str | Path, sidecar: dict, ids: np.ndarray) -> dict[int, Item]:
