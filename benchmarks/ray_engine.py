@@ -152,7 +152,9 @@ def main() -> None:
     import ray
 
     os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
-    ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
+    ray.init(
+        address="local", num_cpus=args.cpus, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1"
+    )
     engines = {"local": LocalEngine(), "ray": RayEngine(workers=args.cpus)}
     print(f"{engines['ray'].describe()} against local ({args.cpus} cores)", flush=True)
     report = {

@@ -55,8 +55,32 @@ def _one_line_errors(fn):
     return wrapper
 
 
+class _SectionOption(click.Option):
+    """An option listed in --help under its own heading (the Ray engine's, shared by several commands)."""
+
+    def __init__(self, *args, section: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.section = section
+
+
+class _Sectioned(click.Command):
+    """--help lists the command's own options first, then each section's under its heading."""
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        sections: dict[str, list[tuple[str, str]]] = {"Options": []}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is not None:
+                sections.setdefault(getattr(param, "section", "Options"), []).append(record)
+        for heading, records in sections.items():
+            with formatter.section(heading):
+                formatter.write_dl(records)
+
+
 class _PipelineOrder(click.Group):
     """List commands in the order a pipeline uses them, not alphabetically."""
+
+    command_class = _Sectioned
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(self.commands)
@@ -130,8 +154,11 @@ NO_WAIT_OPTION = click.option(
     callback=_no_wait,
     help="If another hashidx is writing the same output, fail at once instead of waiting for it.",
 )
+RASTER_SECTION = "Rasters (GeoTIFF and every format GDAL reads)"
 BANDS_OPTION = click.option(
     "--bands",
+    cls=_SectionOption,
+    section=RASTER_SECTION,
     default=None,
     metavar="LIST",
     help="Raster bands to read, in order: 1-based numbers and ranges (4,3,2 is Sentinel-2 true colour; "
@@ -141,6 +168,8 @@ BANDS_OPTION = click.option(
 )
 MODEL_BANDS_OPTION = click.option(
     "--bands",
+    cls=_SectionOption,
+    section=RASTER_SECTION,
     default=None,
     metavar="LIST",
     help="Images are read with the model's bands and scaling; --bands may only restate them, or, for a model "
@@ -148,6 +177,8 @@ MODEL_BANDS_OPTION = click.option(
 )
 SCALE_OPTION = click.option(
     "--scale",
+    cls=_SectionOption,
+    section=RASTER_SECTION,
     default=None,
     metavar="auto|LO:HI[,LO:HI...]|FILE",
     help="One radiometric scaling for the whole dataset, recorded for every later image: auto (8-bit /255; "
@@ -157,6 +188,8 @@ SCALE_OPTION = click.option(
 TILE_OPTION = click.option(
     "--tile",
     "tile",
+    cls=_SectionOption,
+    section=RASTER_SECTION,
     default=None,
     metavar="SIZE[:STRIDE]",
     help="Cut each raster into SIZE x SIZE px chips every STRIDE px (default: SIZE), read as windows on "
@@ -164,6 +197,8 @@ TILE_OPTION = click.option(
 )
 MIN_VALID_OPTION = click.option(
     "--min-valid",
+    cls=_SectionOption,
+    section=RASTER_SECTION,
     type=float,
     default=0.5,
     show_default=True,
@@ -195,29 +230,43 @@ def _tiling(tile: str | None, min_valid: float):
     return Tiling.parse(tile, min_valid)
 
 
+ENGINE_SECTION = "Engine (--engine ray: pip install 'hashidx[ray]')"
 ENGINE_OPTIONS = _options(
     click.option(
         "--engine",
+        cls=_SectionOption,
+        section=ENGINE_SECTION,
         type=click.Choice(["local", "ray"]),
         default="local",
         show_default=True,
-        help="Where the network passes (and searches) run: in this process, or on Ray workers (pip install "
-        "'hashidx[ray]'); the outputs are the same.",
+        help="Where the network passes (and searches) run: in this process, or on Ray workers; the outputs are "
+        "the same.",
     ),
     click.option(
         "--ray-address",
+        cls=_SectionOption,
+        section=ENGINE_SECTION,
         default=None,
         metavar="auto|HOST:PORT",
-        help="With --engine ray: the cluster to join (auto: the one 'ray start' runs here) [default: start a "
-        "local Ray runtime for this command].",
+        help="The Ray cluster to join (auto: the one 'ray start' runs here) [default: start a Ray runtime of "
+        "this command's own].",
     ),
-    click.option("--workers", type=int, default=None, help="With --engine ray: worker actors [default: one per CPU]."),
+    click.option(
+        "--workers",
+        cls=_SectionOption,
+        section=ENGINE_SECTION,
+        type=int,
+        default=None,
+        help="Ray worker actors [default: one per CPU].",
+    ),
     click.option(
         "--gpus-per-worker",
+        cls=_SectionOption,
+        section=ENGINE_SECTION,
         type=float,
         default=0.0,
         show_default=True,
-        help="With --engine ray: GPUs each worker asks for; its network then runs in torch on CUDA.",
+        help="GPUs each Ray worker asks for; its network then runs in torch on CUDA.",
     ),
 )
 
@@ -500,7 +549,15 @@ def train(
 
 @main.command("build-index")
 @click.argument("codes", type=click.Path(exists=True, path_type=Path))
-@click.option("--type", "index_type", type=click.Choice(["flat", "ivf", "hnsw"]), default="flat", show_default=True)
+@click.option(
+    "--type",
+    "index_type",
+    type=click.Choice(["flat", "ivf", "hnsw"]),
+    default="flat",
+    show_default=True,
+    help="flat: exact, every code compared (fine to ~10⁶ codes); ivf: codes in --nlist lists, --nprobe of them "
+    "searched (faster, approximate); hnsw: a neighbour graph (fast, approximate, larger file).",
+)
 @click.option("--nlist", type=int, default=None, help="IVF lists [default: ~√n, ≥39 codes per list].")
 @click.option("--nprobe", type=int, default=None, help="IVF lists probed at search [default: nlist/8].")
 @click.option("--hnsw-m", type=int, default=32, show_default=True, help="HNSW neighbours per node.")

@@ -98,7 +98,10 @@ def run_demo(
     )
     results = run_query(out / "index.faiss", query_file, run / "model.pt", k=k)
     write_results(results, out / "results.tsv")
-    write_gallery(results, out / "gallery.html", f"hashidx demo: {len(results.queries)} queries on {Path(data).name}")
+    # the last two folders name a dataset even where its images sit in a generic one (UCMerced_LandUse/Images)
+    where = "/".join(Path(data).resolve().parts[-2:])
+    title = f"hashidx demo: {len(results.queries)} of {len(split.query)} query images of {where}, AHCL {bits} bits"
+    write_gallery(results, out / "gallery.html", title)
     echo(f"answered {query_file} into {out / 'results.tsv'}; open {out / 'gallery.html'} to see them")
     metrics = evaluate_run(run)
     return {k: metrics[k] for k in ("mAP", "mAP@10", "P@10", "P@H<=2", "bits", "n_query", "n_database")}

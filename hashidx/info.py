@@ -3,6 +3,7 @@ whether the files it names or sits beside still belong with it."""
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 from typing import Any
@@ -96,7 +97,13 @@ def _codes(path: Path, f: h5py.File, a: dict) -> tuple[dict, list]:
         "model_sha256": a.get("model_sha256"),
         "hashidx_version": a.get("hashidx_version"),
     }
-    companions = [_sha_check(path.parent / "model.pt", a.get("model_sha256"), "model")]
+    if a.get("model_path"):  # codes `hashidx add` wrote: the model it was given, wherever it was
+        companions = [_sha_check(Path(str(a["model_path"])), a.get("model_sha256"), "model")]
+    elif a.get("method") == "added":
+        sha = str(a.get("model_sha256", ""))[:12]
+        companions = [_companion(Path("model.pt"), "unrecorded", f"the model's path was not recorded (sha256 {sha})")]
+    else:
+        companions = [_sha_check(path.parent / "model.pt", a.get("model_sha256"), "model")]
     if a.get("split_sha256"):
         companions.append(_sha_check(path.parent / "split.json", a.get("split_sha256"), "split"))
     return facts, companions
@@ -209,7 +216,7 @@ def _index(path: Path, sidecar: dict) -> dict:
     companions = [_sha_check(path, sidecar.get("index_sha256"), "FAISS index file")]
     companions.append(_sha_check(idx.codes_file_of(path, sidecar), sidecar.get("codes_sha256"), "codes file"))
     if sidecar.get("added_file"):
-        added = idx.code_files_of(path, sidecar)[-1]
+        added = idx.recorded_file(path, sidecar, "added_file")
         companions.append(_companion(added, "present" if added.is_file() else "missing", "codes of added images"))
     return {
         "kind": "hashidx-index",
@@ -248,31 +255,109 @@ def _json(path: Path, obj: dict) -> dict:
     raise HashidxError(f"{path}: JSON, but not a file hashidx writes")
 
 
+RUN_FILES = ("codes.h5", "model.pt", "split.json")
+
+
+def _run_folder(path: Path) -> dict:
+    """A folder `hashidx train` wrote: its training log's facts, and whether its files still belong together."""
+    if not (path / "train.json").is_file():
+        raise HashidxError(
+            f"{path}: a folder, but not a run folder (no train.json); pass one file, or the folder 'hashidx "
+            "train -o' wrote"
+        )
+    log = _json(path / "train.json", _read_json(path / "train.json"))
+    codes = path / "codes.h5"
+    if codes.is_file():  # the codes, then the model and split they were made with
+        companions = [_companion(codes, "present", "database codes"), *_hdf5(codes)["companions"]]
+    else:
+        companions = [_companion(path / n, "present" if (path / n).is_file() else "missing") for n in RUN_FILES[:3]]
+    if (path / "eval.json").is_file():
+        companions.append(_companion(path / "eval.json", "present", "the last 'hashidx evaluate'"))
+    return {
+        "kind": "hashidx-run",
+        "what": "run folder ('hashidx train')",
+        "facts": log["facts"],
+        "companions": companions,
+    }
+
+
+RESULT_COLUMNS = ("query", "rank", "id", "path", "distance")
+
+
+def _results(path: Path, fmt: str, rows: list[dict] | None, extra: dict | None = None) -> dict:
+    facts: dict[str, Any] = {"format": fmt}
+    if rows is not None:
+        facts.update(results=len(rows), queries=len({str(r.get("query")) for r in rows}))
+        ranks = [int(r["rank"]) for r in rows if str(r.get("rank", "")).isdigit()]
+        facts["k"] = max(ranks) if ranks else None
+    return {
+        "kind": "hashidx-results",
+        "what": f"query results ({fmt})",
+        "facts": {**facts, **(extra or {})},
+        "companions": [],
+    }
+
+
+def _text_results(path: Path, head: bytes) -> dict | None:
+    """Results as TSV (header row), JSON lines or GeoJSON, or a gallery page; None for any other text."""
+    text_head = head.decode("utf-8", "replace")
+    if text_head.startswith("\t".join(RESULT_COLUMNS)):
+        with open(path, encoding="utf-8", newline="") as fh:
+            rows = list(csv.DictReader(fh, delimiter="\t"))
+        return _results(path, "tsv", rows)
+    if '"generator": "hashidx' in text_head and '"FeatureCollection"' in text_head:
+        features = _read_json(path).get("features", [])
+        return _results(path, "geojson", [f.get("properties", {}) for f in features])
+    if "<!DOCTYPE html>" in text_head[:40] and 'name="generator" content="hashidx' in text_head:
+        return {"kind": "hashidx-gallery", "what": "gallery page (open it in a browser)", "facts": {}, "companions": []}
+    first = text_head.split("\n", 1)[0]
+    if first.startswith("{") and all(f'"{c}"' in first for c in RESULT_COLUMNS):
+        with open(path, encoding="utf-8") as fh:
+            rows = [json.loads(line) for line in fh if line.strip()]
+        return _results(path, "jsonl", rows)
+    return None
+
+
+def _parquet(path: Path) -> dict | None:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        return None
+    meta = pq.read_metadata(path)
+    names = set(meta.schema.names)
+    if not set(RESULT_COLUMNS) <= names:
+        return None
+    queries = pq.read_table(path, columns=["query"]).column("query")
+    return _results(path, "parquet", None, {"results": meta.num_rows, "queries": len(queries.unique())})
+
+
 def describe(path: str | Path) -> dict:
     """{file, kind, what, facts, companions}: companions are the files this one names or belongs with,
     each 'matches', 'differs', 'missing', 'present' or 'unrecorded'."""
     path = Path(path)
     if path.is_dir():
-        raise HashidxError(f"{path}: a folder; pass one file (a run folder holds model.pt, codes.h5, ...)")
+        return {"file": str(path), **_run_folder(path)}
     try:
         with open(path, "rb") as fh:
-            head = fh.read(8)
+            head = fh.read(4096)
     except FileNotFoundError:
         raise HashidxError(f"{path}: not found") from None
     sidecar = Path(f"{path}.json")
     try:
-        if head == HDF5_MAGIC:
+        if head[:8] == HDF5_MAGIC:
             out = _hdf5(path)
         elif sidecar.is_file():
             out = _json(sidecar, _read_json(sidecar))
         elif head[:2] == b"PK":
             out = _torch_file(path)
+        elif (found := _parquet(path) if head[:4] == b"PAR1" else _text_results(path, head)) is not None:
+            out = found
         elif head.lstrip()[:1] == b"{":
             out = _json(path, _read_json(path))
         else:
             raise HashidxError(
                 f"{path}: not a file hashidx writes (features/codes/labels .h5, model.pt, index + .json, "
-                "split/train/eval .json)"
+                "split/train/eval .json, results, a gallery, or a run folder)"
             )
     except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
         # A file of a known kind whose fields are not what hashidx wrote (hand-edited or damaged).

@@ -97,10 +97,30 @@ def parse_list_text(text: str, source: str | Path) -> list[tuple[str, str]]:
     return rows
 
 
+def binary_kind(head: bytes) -> str | None:
+    """What a file that cannot be a text list is, from its first bytes: the binary files hashidx reads and writes."""
+    if head.startswith(b"PK\x03\x04"):
+        return "a torch checkpoint (model.pt) or another zip archive"
+    if head.startswith(b"\x89HDF\r\n\x1a\n"):
+        return "an HDF5 file of another kind than a feature cache (codes or labels?)"
+    if head.startswith(b"PAR1"):
+        return "a Parquet file"
+    if head[:4] in (b"IBM2", b"IBxF", b"IBwF", b"IBHf"):
+        return "a FAISS index"
+    return None
+
+
 def read_list(list_file: Path) -> Dataset:
     """A `path<TAB>label` list file; paths are relative to its folder and are not opened here."""
+    raw = list_file.read_bytes()
+    kind = binary_kind(raw[:8])
+    if kind is not None:
+        raise HashidxError(
+            f"{list_file}: {kind}, not a dataset; pass a folder of class folders, a path<TAB>label list or a "
+            "feature cache from 'hashidx features'"
+        )
     try:
-        text = list_file.read_bytes().decode("utf-8-sig")
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise HashidxError(f"{list_file}: not UTF-8 text (byte {exc.start}); save the list as UTF-8") from None
     rows = parse_list_text(text, list_file)

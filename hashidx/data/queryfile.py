@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from pathlib import Path
 
 from hashidx.data.datasets import IMAGE_SUFFIXES
@@ -74,10 +75,42 @@ def read_query_file(path: str | Path) -> list[tuple[str, Path]]:
     return out
 
 
+def split_queries(path: Path) -> list[tuple[str, Path]] | None:
+    """The query images of a run's split.json (under the images' folder it records); None for any other file."""
+    from hashidx.data.split import is_split, load_split
+
+    if path.suffix.lower() != ".json" or not path.is_file():
+        return None
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not is_split(obj):
+        return None
+    split = load_split(path)
+    if split.image_root is None:
+        raise HashidxError(
+            f"{path}: this split records no images' folder (it was not written by 'hashidx train'); use the run "
+            "folder's split.json, or list the query images one a line"
+        )
+    root = Path(split.image_root)
+    out = [(name, (root / name).resolve()) for name in split.query]
+    missing = [n for n, p in out if not split_chip(p)[0].is_file()]
+    if missing:
+        raise HashidxError(
+            f"{path}: {len(missing)} of the split's query images are not in {root}, first {missing[0]!r}; the "
+            "images moved since training: list the query images one a line instead"
+        )
+    return out
+
+
 def image_list(source: str | Path) -> list[tuple[str, Path]]:
-    """(name, path) of the images to add or query: an image file itself, every image under a folder (sorted), or a
-    query-style list file."""
+    """(name, path) of the images to add or query: an image file itself, every image under a folder (sorted), a
+    run's split.json (its query images), or a query-style list file."""
     source = Path(source)
+    queries = split_queries(source)
+    if queries is not None:
+        return queries
     if source.is_file() and source.suffix.lower() in IMAGE_SUFFIXES:  # one image or scene, not a list of them
         return [(source.name, source.resolve())]
     if source.is_dir():

@@ -121,6 +121,9 @@ def _rasterio() -> Any:
     os.environ.setdefault("GDAL_CACHEMAX", str(GDAL_CACHE_MB))
     import rasterio  # imported on first raster: JPEG datasets never pay for GDAL
 
+    # A photo read through GDAL (--bands on a JPEG) has no geotransform, and rasterio would say so with a source
+    # line at every read; footprints() tells of rasters without a CRS once, in hashidx's words.
+    warnings.filterwarnings("ignore", category=rasterio.errors.NotGeoreferencedWarning)
     return rasterio
 
 
@@ -209,8 +212,8 @@ def _scale(a: np.ndarray, scale: Sequence[tuple[float, float]], dtype: str, path
     if not scale:
         if dtype != "uint8":
             raise HashidxError(
-                f"{path}: {dtype} pixels, and no dataset-wide scaling is recorded for them; "
-                "make the feature cache or model with this hashidx (it fits one) or pass --scale LO:HI"
+                f"{path}: {dtype} pixels, but the scaling recorded with these bands is for 8-bit images; use a "
+                f"model or feature cache made from {dtype} imagery ('hashidx features' fits a scaling for it)"
             )
         return a.astype(np.float32) / 255.0
     lo = np.asarray([s[0] for s in scale], np.float32).reshape(-1, 1, 1)
@@ -250,6 +253,14 @@ def read_mask(src: Any, path: Path, shape: tuple[int, int], window: Window | Non
     win = _rio_window(src, path, window)
     with _gdal_errors(path):
         return src.dataset_mask(window=win, out_shape=shape, resampling=Resampling.nearest) > 0
+
+
+def read_validity(path: str | Path, size: int) -> np.ndarray:
+    """Which pixels of a raster (or a chip `scene.tif#c,r,w,h`) hold data, at size x size: what a picture of it
+    shows as transparent."""
+    file, window = split_chip(path)
+    with open_raster(file) as src:
+        return read_mask(src, file, (size, size), window)
 
 
 def _read(src: Any, path: Path, bands: tuple[int, ...], window: Window | None, shape: tuple[int, int], how: str):

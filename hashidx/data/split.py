@@ -23,6 +23,9 @@ class Split:
     query_fraction: float
     query: tuple[str, ...]
     database: tuple[str, ...]
+    # The images' folder when the split was saved in a run: what lets `hashidx query INDEX RUN/split.json` find
+    # the query images. Not part of the protocol: the same split serves the dataset wherever it lies.
+    image_root: str | None = None
 
     def indices(self, ds: Dataset) -> tuple[np.ndarray, np.ndarray]:
         """Positions of the query and database paths within `ds`."""
@@ -100,22 +103,35 @@ def iterative_stratification(labels: np.ndarray, query_fraction: float, rng: np.
 
 
 def save_split(split: Split, path: str | Path) -> None:
+    root = {} if split.image_root is None else {"image_root": split.image_root}
     write_json(
         path,
         {
             "format": SPLIT_FORMAT,
             "seed": split.seed,
             "query_fraction": split.query_fraction,
+            **root,
             "query": list(split.query),
             "database": list(split.database),
         },
     )
 
 
+def is_split(obj: object) -> bool:
+    return isinstance(obj, dict) and {"query", "database", "seed"} <= obj.keys()
+
+
 def load_split(path: str | Path) -> Split:
     try:
         obj = json.loads(Path(path).read_text(encoding="utf-8"))
-        return Split(int(obj["seed"]), float(obj["query_fraction"]), tuple(obj["query"]), tuple(obj["database"]))
+        root = obj.get("image_root")
+        return Split(
+            int(obj["seed"]),
+            float(obj["query_fraction"]),
+            tuple(obj["query"]),
+            tuple(obj["database"]),
+            None if root is None else str(root),
+        )
     except FileNotFoundError:
         raise HashidxError(f"{path}: split file not found") from None
     except (ValueError, KeyError, TypeError) as exc:

@@ -7,11 +7,13 @@ order, so the driver writes files exactly as the local engine does.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import pickle
 import socket
+import sys
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
@@ -98,6 +100,33 @@ def _reraise(exc: BaseException) -> None:
     raise exc
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """File descriptor 2 points at /dev/null for the block: what native code writes there is dropped. Python's own
+    errors still arrive as exceptions."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _check_placeable(ray: Any, actors: int, options: dict, what: str) -> None:
+    """Refuse at once a set of actors the cluster cannot place now: Ray would queue them silently for ever."""
+    free = ray.available_resources()
+    for key, ray_key in (("num_cpus", "CPU"), ("num_gpus", "GPU")):
+        need = actors * float(options.get(key, 0.0))
+        if need > free.get(ray_key, 0.0) + 1e-9:
+            raise HashidxError(
+                f"{what}: {actors} worker(s) need {need:g} {ray_key}(s) of Ray but {free.get(ray_key, 0.0):g} are "
+                f"free; use fewer, or join a larger cluster with --ray-address"
+            )
+
+
 class RayEngine(Engine):
     """Workers as Ray actors, on a local runtime started here (stopped on close) or on a cluster joined by address.
 
@@ -117,21 +146,25 @@ class RayEngine(Engine):
             raise HashidxError(f"--gpus-per-worker {gpus_per_worker}: use 0 or more")
         self.started = False
         if not ray.is_initialized():
+            if address:
+                _check_reachable(address)
             # Ray's C++ core logs notes (constructor arguments of restartable actors) as errors on stderr; real
             # failures reach hashidx as exceptions. RAY_BACKEND_LOG_LEVEL set by the user wins.
             os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
-            if address:
-                _check_reachable(address)
             try:
-                ray.init(
-                    address=address or None,
-                    include_dashboard=False,
-                    logging_level=logging.ERROR,
-                    log_to_driver=False,
-                    **({} if address else {"_node_ip_address": "127.0.0.1"}),  # a local runtime stays on loopback
-                )
+                with _native_stderr_silenced():  # where the core announces the level it read from the environment
+                    ray.init(
+                        # "local" starts a runtime of this command's own even where a 'ray start' cluster runs here
+                        address=address or "local",
+                        include_dashboard=False,
+                        logging_level=logging.ERROR,
+                        log_to_driver=False,
+                        **({} if address else {"_node_ip_address": "127.0.0.1"}),  # a local runtime stays on loopback
+                    )
             except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                # Ray's own advice names its CLI's flag; hashidx's option is --ray-address
+                first = first.replace("`--address` flag", "--ray-address").replace("--address", "--ray-address")
                 raise HashidxError(
                     f"--ray-address {address or '(local)'}: cannot start or join Ray ({first[:200]}); check the "
                     "address ('ray status' on the head node) or leave --ray-address out to start a local runtime"
@@ -180,11 +213,22 @@ class RayEngine(Engine):
         except Exception as exc:  # Ray wraps a worker's exception in its own task error types
             _reraise(exc)
 
+    def shard_options(self, shards: int) -> tuple[int, dict]:
+        """Threads and the Ray reservation of each of `shards` shard actors. The shards stay up while the query
+        images are encoded by the `map` pool, which reserves all but CPUs/(workers+1): the shards share that
+        remainder with room for one more, so every shard and every encoder can be placed whatever their number."""
+        threads = max(1, int(self.cpus // shards))
+        options = self._options()
+        options["num_cpus"] = min(float(threads), self.cpus / ((self.workers + 1) * (shards + 1)))
+        return threads, options
+
     def scatter(self, stages: Sequence[Stage], chunks: Iterable[Any]) -> Iterator[list[Any]]:
         ray = _import_ray()
+        threads, options = self.shard_options(len(stages))
+        _check_placeable(ray, len(stages), options, "--shards")
         actors = [
-            ray.remote(_actor_class(stage, self.threads, self.device))
-            .options(max_restarts=-1, max_task_retries=-1, **self._options())
+            ray.remote(_actor_class(stage, threads, self.device))
+            .options(max_restarts=-1, max_task_retries=-1, **options)
             .remote()
             for stage in stages
         ]

@@ -36,7 +36,7 @@ from hashidx.features.extract import DEFAULT_VIEWS, extract
 from hashidx.features.runtime import DEFAULT_RUNTIME, RUNTIMES
 from hashidx.index import indexes as idx
 from hashidx.io.atomic import check_room, write_json
-from hashidx.io.progress import progress
+from hashidx.io.progress import inform, progress
 from hashidx.methods.ahcl import train_ahcl
 from hashidx.methods.checkpoints import load_checkpoint
 from hashidx.methods.encoder import Encoder
@@ -210,49 +210,49 @@ def run_bench(
     FeatureCache(feats, ds, backbone, spec.image_size, views, runtime=extractor.runtime).save(out / "features.h5")
     names = ["mAP", "mAP@100", "P@10", "P@100", "P@H<=2"] + (["NDCG@100", "ACG@100", "WAP@100"] if multilabel else [])
     results = []
-    for method in methods:
-        for bits in bits_list:
-            run = out / "runs" / f"{method}-{bits}"
-            rec = train_run(
-                out / "features.h5",
-                run,
-                method,
-                bits,
-                split_path=out / "split.json",
-                seed=seed,
-                train_pool=train_pool,
-                config=TrainConfig(iterations=iterations),
-                labels=labels,
-            )
-            plain = evaluate_run(run, rerank="none")
-            metrics = evaluate_run(run, with_curve=True)  # the default re-ranking; its eval.json stays
-            head, config = load_checkpoint(run / "model.pt")
-            q_real = Encoder(head, config).embed_features(feats[query_idx])
-            n_db, pool = rec["split"]["n_database"], rec["pool_size"]
-            if method == "ahcl":
-                images, extra_s = pool, sum(it["codes_s"] for it in rec["log"])
-            else:
-                images, extra_s = n_db, rec["times_s"]["database_head"]
-            results.append(
-                {
-                    "method": method,
-                    "bits": bits,
-                    "pool": pool,
-                    "n_database": n_db,
-                    **{k: metrics[k] for k in names},
-                    **{f"{k}_no_rerank": plain[k] for k in names},
-                    "mAP_db_order": metrics["mAP_db_order"],
-                    "pr_curve": metrics["pr_curve"],
-                    "p_at_k_curve": metrics["p_at_k_curve"],
-                    "train_s": rec["times_s"]["train"],
-                    "database_images_through_network": int(images),
-                    "database_backbone_passes": int(images * views),
-                    "database_encoding_s": images * views * ms_per_pass / 1000 + extra_s,
-                    "query_encoding_ms_per_image": views * ms_per_pass
-                    + 1000 * metrics["query_head_s"] / len(query_idx),
-                    **_search_timing(run, q_real, 100),
-                }
-            )
+    for step, (method, bits) in enumerate(((m, b) for m in methods for b in bits_list), 1):
+        # one stage line per run: a piped bench says what it is on
+        inform(f"bench: run {step}/{len(methods) * len(bits_list)}, {method} at {bits} bits")
+        run = out / "runs" / f"{method}-{bits}"
+        rec = train_run(
+            out / "features.h5",
+            run,
+            method,
+            bits,
+            split_path=out / "split.json",
+            seed=seed,
+            train_pool=train_pool,
+            config=TrainConfig(iterations=iterations),
+            labels=labels,
+        )
+        plain = evaluate_run(run, rerank="none")
+        metrics = evaluate_run(run, with_curve=True)  # the default re-ranking; its eval.json stays
+        head, config = load_checkpoint(run / "model.pt")
+        q_real = Encoder(head, config).embed_features(feats[query_idx])
+        n_db, pool = rec["split"]["n_database"], rec["pool_size"]
+        if method == "ahcl":
+            images, extra_s = pool, sum(it["codes_s"] for it in rec["log"])
+        else:
+            images, extra_s = n_db, rec["times_s"]["database_head"]
+        results.append(
+            {
+                "method": method,
+                "bits": bits,
+                "pool": pool,
+                "n_database": n_db,
+                **{k: metrics[k] for k in names},
+                **{f"{k}_no_rerank": plain[k] for k in names},
+                "mAP_db_order": metrics["mAP_db_order"],
+                "pr_curve": metrics["pr_curve"],
+                "p_at_k_curve": metrics["p_at_k_curve"],
+                "train_s": rec["times_s"]["train"],
+                "database_images_through_network": int(images),
+                "database_backbone_passes": int(images * views),
+                "database_encoding_s": images * views * ms_per_pass / 1000 + extra_s,
+                "query_encoding_ms_per_image": views * ms_per_pass + 1000 * metrics["query_head_s"] / len(query_idx),
+                **_search_timing(run, q_real, 100),
+            }
+        )
     pool_size = len(pool_positions(len(db_idx), train_pool, seed))
     sizes = np.unique(np.linspace(pool_size, len(db_idx), scaling_sizes).round().astype(int))
     scaling = scaling_run(

@@ -64,7 +64,9 @@ def add_images(
     with writing(index_path):
         # Read again under the lock: another `add` may have landed while these images were encoded.
         index, sidecar = idx.load(index_path)
-        return _append(index_path, index, sidecar, codes, tuple(names), files, model_sha, geo), skipped
+        return _append(
+            index_path, index, sidecar, codes, tuple(names), files, model_sha, Path(model_path), geo
+        ), skipped
 
 
 def _append(
@@ -75,13 +77,16 @@ def _append(
     added: tuple[str, ...],
     files: tuple[str, ...],
     model_sha: str,
+    model_path: Path,
     geo: Footprints | None = None,
 ) -> dict:
     """Give the codes the ids after the index's and write the added-codes file, then the index and sidecar."""
     id_map = index.id_map  # type: ignore[attr-defined]  # an IndexBinaryIDMap2, which the stubs do not say
     existing = faiss.vector_to_array(id_map) if index.ntotal else np.empty(0, np.int64)
     extra = added_path(index_path)
-    old = CodeFile.load(extra) if extra.exists() and sidecar.get("added_file") else None
+    # Where the sidecar finds it: beside the index, or where it was before the index was copied away.
+    previous = idx.recorded_file(index_path, sidecar, "added_file") if sidecar.get("added_file") else None
+    old = CodeFile.load(previous) if previous is not None and previous.is_file() else None
     # Past the added file's ids too: a kill between its write and the index's leaves ids only it knows.
     start = max(
         [int(existing.max()) + 1 if len(existing) else 0, *([int(old.ids.max()) + 1] if old and len(old.ids) else [])]
@@ -108,7 +113,7 @@ def _append(
         np.full(len(ids_all), -1, dtype=np.int64),
         sidecar["bits"],
         "added",
-        {"model_sha256": model_sha, "encoding": ADDED_ENCODING},
+        {"model_sha256": model_sha, "encoding": ADDED_ENCODING, "model_path": str(Path(model_path).resolve())},
         files_all,
         geo,
     ).save(extra)
@@ -118,6 +123,7 @@ def _append(
         count=int(index.ntotal),
         added=len(ids_all),
         added_file=os.path.relpath(extra.resolve(), index_path.resolve().parent),
+        added_path=str(extra.resolve()),
     )
     codes_path = idx.codes_file_of(index_path, sidecar)
     new = idx.save(

@@ -76,6 +76,8 @@ def build(
         inner = faiss.IndexBinaryIVF(quantizer, bits, nlist)
         inner.own_fields = True
         quantizer.this.disown()
+        if nlist == 1:  # one list needs no clustering: FAISS would warn on stderr that under 39 codes are few
+            inner.cp.min_points_per_centroid = 1
         inner.train(codes)
         inner.nprobe = nprobe or default_nprobe(nlist)
         params.update(nlist=nlist, nprobe=int(inner.nprobe))
@@ -173,6 +175,8 @@ def save(
         "format": INDEX_FORMAT,
         **params,
         "codes_file": os.path.relpath(codes_path.resolve(), path.resolve().parent),
+        # Where it was, for an index copied elsewhere alone; codes_file, relative, is for the two moved together.
+        "codes_path": str(codes_path.resolve()),
         "codes_sha256": codes_sha256 or sha256_file(codes_path),
         "method": codes_attrs.get("method"),
         "model_sha256": codes_attrs.get("model_sha256"),
@@ -260,17 +264,40 @@ def _check_header(path: Path, sidecar: dict) -> None:
             raise bad
 
 
+def recorded_file(path: str | Path, sidecar: dict, key: str) -> Path:
+    """A file the sidecar names under `key` (relative to the index's folder) or, where that is not there, under
+    its absolute twin (`codes_file` → `codes_path`): an index found with its files or where they were."""
+    beside = (Path(path).resolve().parent / sidecar[key]).resolve()
+    where = sidecar.get(key.replace("_file", "_path"))
+    if not beside.is_file() and isinstance(where, str) and Path(where).is_file():
+        return Path(where)
+    return beside
+
+
 def codes_file_of(path: str | Path, sidecar: dict) -> Path:
-    """The codes file an index was built from, resolved beside the index."""
-    return (Path(path).resolve().parent / sidecar["codes_file"]).resolve()
+    """The codes file an index was built from: beside the index as recorded, else where it was built."""
+    return recorded_file(path, sidecar, "codes_file")
 
 
 def code_files_of(path: str | Path, sidecar: dict) -> list[Path]:
-    """Every codes file whose items the index holds: the one it was built from, then those `hashidx add` wrote."""
-    files = [codes_file_of(path, sidecar)]
+    """Every codes file whose items the index holds: the one it was built from, then those `hashidx add` wrote.
+
+    Each must be there: the index holds codes and ids only, and results need the items' paths and labels.
+    """
+    files = [("codes_file", "the codes file it was built from", "rebuild it with 'hashidx build-index CODES.h5'")]
     if sidecar.get("added_file"):
-        files.append((Path(path).resolve().parent / sidecar["added_file"]).resolve())
-    return files
+        files.append(("added_file", "the codes of the images added to it", "add them again"))
+    out = []
+    for key, what, fix in files:
+        found = recorded_file(path, sidecar, key)
+        if not found.is_file():
+            raise HashidxError(
+                f"{path}: {what}, {sidecar[key]} (relative to the index's folder), is not there, nor at "
+                f"{sidecar.get(key.replace('_file', '_path'), found)}; copy it beside the index under that name, "
+                f"or {fix}"
+            )
+        out.append(found)
+    return out
 
 
 def check_model(

@@ -28,7 +28,7 @@ def shard_rows(index_path: str | Path, sidecar: dict, shards: int) -> list[list[
             f"{sidecar['index_type']}: build a flat index ('hashidx build-index --type flat') or drop --shards"
         )
     files = idx.code_files_of(index_path, sidecar)
-    counts = [count_rows(p, "hashidx-codes", "codes file") if p.is_file() else 0 for p in files]
+    counts = [count_rows(p, "hashidx-codes", "codes file") for p in files]
     total = sum(counts)
     if total != sidecar["count"]:
         raise HashidxError(

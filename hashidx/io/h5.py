@@ -13,13 +13,23 @@ from hashidx.errors import HashidxError
 STR = h5py.string_dtype("utf-8")
 
 
+KINDS = {"hashidx-features": "feature cache", "hashidx-codes": "codes file", "hashidx-labels": "labels file"}
+
+
 @contextlib.contextmanager
 def read_h5(path: str | Path, kind: str, what: str, remedy: str) -> Iterator[h5py.File]:
     """Open `path` for reading; a missing, unreadable, truncated or foreign file raises HashidxError."""
     try:
         with h5py.File(path, "r") as f:
-            if f.attrs.get("kind") != kind:
-                raise HashidxError(f"{path}: not a hashidx {what}; {remedy}")
+            found = f.attrs.get("kind")
+            if found != kind:
+                # A hashidx file of another kind is named as such: the remedy for a missing file would overwrite it.
+                other = KINDS.get(str(found))
+                raise HashidxError(
+                    f"{path}: a hashidx {other} where a {what} is expected; pass a {what}"
+                    if other
+                    else f"{path}: not a hashidx {what}; {remedy}"
+                )
             check_sizes(f, path)
             yield f
     except FileNotFoundError:

@@ -205,7 +205,7 @@ def train_run(
         # The split has its own seed so that changing the training seed keeps the evaluation protocol.
         split: Split = load_split(split_path) if split_path else make_split(ds, query_fraction, split_seed)
         query_idx, db_idx = split.indices(ds)
-        save_split(split, out / "split.json")
+        save_split(replace(split, image_root=str(Path(ds.root).resolve())), out / "split.json")
         pool = pool_positions(len(db_idx), train_pool, seed)
         config = replace(config or TrainConfig(), bits=bits, seed=seed)
         db_labels, db_paths = ds.labels[db_idx], split.database

@@ -13,11 +13,13 @@ from PIL import Image
 
 from hashidx.codes.codefile import Item
 from hashidx.data.images import load_image
-from hashidx.data.rasters import RGB, Radiometry
+from hashidx.data.rasters import RGB, Radiometry, is_raster, read_validity, split_chip
 from hashidx.io.atomic import atomic_path
 from hashidx.io.progress import progress
 from hashidx.results.query import Results
+from hashidx.version import __version__
 
+GENERATOR = f"hashidx {__version__} gallery"  # what `hashidx info` knows the page by
 THUMB_PX = 110
 PER_PAGE = 10
 # Frame colours the screenshot test looks for: pure enough to count in a PNG, distinct from aerial scenes.
@@ -25,15 +27,20 @@ COLOURS = {"match": "#00c853", "miss": "#ff1744", "unknown": "#9e9e9e", "query":
 
 
 def thumbnail(path: Path, size: int = THUMB_PX, radiometry: Radiometry = RGB) -> str | None:
-    """A size x size JPEG data URI of the image or chip (the decoder and scaling the features use; the first
-    three bands as RGB), or None when unreadable."""
+    """A size x size data URI of the image or chip (the decoder and scaling the features use; the first three
+    bands as RGB), or None when unreadable: a JPEG, or a PNG whose no-data pixels are transparent where the
+    raster has any."""
     try:
-        pixels = load_image(path, size, radiometry.rgb_view())
+        pixels = (load_image(path, size, radiometry.rgb_view()) * 255).round().astype(np.uint8)
+        valid = read_validity(path, size) if is_raster(split_chip(path)[0]) else None
     except Exception:  # a gallery shows a placeholder for a missing or unreadable file; it never stops
         return None
     buf = io.BytesIO()
-    Image.fromarray((pixels * 255).round().astype(np.uint8)).save(buf, "JPEG", quality=82)
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    if valid is None or valid.all():
+        Image.fromarray(pixels).save(buf, "JPEG", quality=82)
+        return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    Image.fromarray(np.dstack([pixels, np.where(valid, 255, 0).astype(np.uint8)]), "RGBA").save(buf, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def place(item: Item | None) -> str | None:
@@ -64,15 +71,21 @@ def gallery_data(results: Results, title: str, radiometry: Radiometry = RGB) -> 
         qlabel = results.query_labels[qi] if qi < len(results.query_labels) else None
         qfile = results.query_files[qi] if qi < len(results.query_files) else None
         hits = []
-        for d, i in zip(results.distances[qi].tolist(), results.ids[qi].tolist()):
+        scores = None if results.scores is None else results.scores[qi].tolist()
+        for j, (d, i) in enumerate(zip(results.distances[qi].tolist(), results.ids[qi].tolist())):
             if i < 0:
                 continue
             label = results.labels.get(i)
             verdict = "unknown" if qlabel is None or label is None else ("match" if shares(label, qlabel) else "miss")
+            path = results.paths.get(i, "")
+            scene, window = split_chip(path)
             hits.append(
                 {
                     "id": i,
-                    "path": results.paths.get(i, ""),
+                    "path": path,
+                    "scene": scene.name,
+                    "window": None if window is None else f"{window.col},{window.row} ({window.width}×{window.height})",
+                    "score": None if scores is None else round(float(scores[j]), 2),
                     "label": label,
                     "distance": d,
                     "verdict": verdict,
@@ -81,7 +94,19 @@ def gallery_data(results: Results, title: str, radiometry: Radiometry = RGB) -> 
                     "lonlat": None if i not in results.places else results.places[i].lonlat,
                 }
             )
-        queries.append({"name": name, "label": qlabel, "img": key(qfile), "results": hits})
+        qscene, qwindow = split_chip(name)
+        queries.append(
+            {
+                "name": name,
+                "scene": qscene.name,
+                "window": None
+                if qwindow is None
+                else f"{qwindow.col},{qwindow.row} ({qwindow.width}×{qwindow.height})",
+                "label": qlabel,
+                "img": key(qfile),
+                "results": hits,
+            }
+        )
     thumbs = {}
     for k in progress(list(files), "gallery thumbnails", unit="img"):
         uri = thumbnail(files[k], radiometry=radiometry)
@@ -97,7 +122,8 @@ def write_gallery(
     queries at a time; written atomically."""
     # "</" inside a script element would end it early: a file name could otherwise inject markup.
     data = json.dumps(gallery_data(results, title, radiometry)).replace("</", "<\\/")
-    page = _TEMPLATE.replace("{{title}}", html.escape(title)).replace("{{data}}", data)
+    page = _TEMPLATE.replace("{{title}}", html.escape(title)).replace("{{generator}}", GENERATOR)
+    page = page.replace("{{data}}", data)
     for name, colour in COLOURS.items():
         page = page.replace("{{" + name + "}}", colour)
     with atomic_path(path) as tmp:
@@ -107,6 +133,7 @@ def write_gallery(
 _TEMPLATE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <title>{{title}}</title>
+<meta name="generator" content="{{generator}}">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <style>
 body { font: 13px/1.35 system-ui, sans-serif; margin: 12px; color: #222; background: #fafafa; }
@@ -126,7 +153,9 @@ h1 { font-size: 18px; margin: 0 0 4px; }
 .match .frame { border-color: {{match}}; }
 .miss .frame { border-color: {{miss}}; }
 .name { white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
-.dist { font-weight: 600; }
+.dist { font-weight: 600; white-space: nowrap; }
+.window { color: #444; font-variant-numeric: tabular-nums; }
+.frame { background-image: repeating-conic-gradient(#ddd 0 25%, #f4f4f4 0 50%); background-size: 12px 12px; }
 .place { display: block; color: #1a5fb4; font-size: 10px; }
 </style></head>
 <body>
@@ -177,8 +206,6 @@ function cell(cls, img, lines, tip, r) {
   return c;
 }
 
-const base = path => path.split(/[\\\\/]/).pop();
-
 function show(p) {
   p = Math.min(Math.max(p, 1), pages);
   location.hash = "page=" + p;
@@ -193,11 +220,14 @@ function show(p) {
     const judged = q.results.filter(r => r.verdict !== "unknown");
     const hits = judged.filter(r => r.verdict === "match").length;
     const score = judged.length ? hits + "/" + judged.length + " same class" : "";
-    row.appendChild(cell("query", q.img, [["name", base(q.name)], ["", q.label || ""], ["", score]], q.name));
+    row.appendChild(cell("query", q.img, [["name", q.scene], ["window", q.window ? "at " + q.window : ""],
+                                          ["", q.label || ""], ["", score]], q.name));
     q.results.forEach((r, n) => {
-      row.appendChild(cell(r.verdict, r.img, [["dist", "#" + (n + 1) + "  d=" + r.distance], ["name", base(r.path)],
-                                             ["", r.label || ""]],
-                           r.path + " (id " + r.id + ", Hamming " + r.distance + ")", r));
+      const s = r.score === null ? "" : "  s=" + r.score.toFixed(1);
+      row.appendChild(cell(r.verdict, r.img, [["dist", "#" + (n + 1) + "  d=" + r.distance + s], ["name", r.scene],
+                                             ["window", r.window ? "at " + r.window : ""], ["", r.label || ""]],
+                           r.path + " (id " + r.id + ", Hamming " + r.distance +
+                           (r.score === null ? "" : ", score uᵀv " + r.score) + ")", r));
     });
     rows.appendChild(row);
   }

@@ -28,6 +28,7 @@ from hashidx.index.shards import ShardStage, merge, shard_rows
 from hashidx.io.atomic import atomic_path, sha256_file
 from hashidx.results.rerank import DEFAULT_RERANK, candidates_for, parse_rerank
 from hashidx.results.rerank import rerank as rerank_candidates
+from hashidx.version import __version__
 
 RESULT_FIELDS = ("query", "rank", "id", "path", "distance", "score", "lon", "lat")
 FORMATS = ("tsv", "jsonl", "geojson", "parquet")
@@ -174,6 +175,7 @@ class Searcher:
         self.sidecar = idx.load_sidecar(index_path)
         if self.sidecar["count"] == 0:
             raise HashidxError(f"{index_path}: the index is empty; rebuild it with 'hashidx build-index CODES.h5'")
+        idx.code_files_of(index_path, self.sidecar)  # results name items from them: found now, before any encoding
         # Sharded, no process holds the whole index; replicated on a remote engine, each worker loads its own.
         self.shards = None if shards is None else shard_rows(self.index_path, self.sidecar, shards)
         self._index: Any = None
@@ -526,15 +528,14 @@ def run_query(
 
 def _code_table(index_path: str | Path, sidecar: dict) -> CodeTable:
     """Every indexed item's packed code by id: what re-ranking reads candidates' codes from."""
-    return CodeTable.of(read_ids_codes(p) for p in idx.code_files_of(index_path, sidecar) if p.is_file())
+    return CodeTable.of(read_ids_codes(p) for p in idx.code_files_of(index_path, sidecar))
 
 
 def _items_by_id(index_path: str | Path, sidecar: dict, ids: np.ndarray) -> dict[int, Item]:
     """The returned ids only, from the index's codes file and its added items (neither read whole)."""
     out: dict[int, Item] = {}
     for codes_path in idx.code_files_of(index_path, sidecar):
-        if codes_path.is_file():
-            out.update(items_by_id(codes_path, ids[ids >= 0]))
+        out.update(items_by_id(codes_path, ids[ids >= 0]))
     return out
 
 
@@ -595,13 +596,14 @@ def write_parquet(blocks: Iterable[Results], path: str | Path) -> None:
 
 
 def write_geojson(blocks: Iterable[Results], fh: Any) -> int:
-    """One Feature per result with a footprint: its polygon in EPSG:4326 (the four corners reprojected), and the
-    query, rank, id, distance, score, path, source file and pixel window as properties. Results without a
-    footprint are left out (the TSV keeps them); returns how many were written."""
+    """One Feature per result with a footprint (feature ids 0, 1, 2...): its polygon in EPSG:4326 (the four corners
+    reprojected), and the query, rank, item_id, distance, score, path, source file and pixel window as properties.
+    Results without a footprint are left out (the TSV keeps them); returns how many were written."""
     from hashidx.data.footprints import polygon
     from hashidx.data.rasters import split_chip
 
-    fh.write('{"type": "FeatureCollection", "features": [')
+    # A foreign member (RFC 7946 §6.1) that `hashidx info` knows the file by; GIS readers skip it.
+    fh.write('{"type": "FeatureCollection", "generator": ' + json.dumps(f"hashidx {__version__}") + ', "features": [')
     n = 0
     for block in blocks:
         for name, rank, i, path, d, score, _, _ in block.rows():
@@ -611,11 +613,14 @@ def write_geojson(blocks: Iterable[Results], fh: Any) -> int:
             source, window = split_chip(place.file if place.file is not None else path)
             feature = {
                 "type": "Feature",
+                # One id per feature (GDAL and QGIS take it as the FID); an item matching several queries appears
+                # once per match, so the item's own id is the item_id property.
+                "id": n,
                 "geometry": {"type": "Polygon", "coordinates": [polygon(place.crs, place.bounds)]},
                 "properties": {
                     "query": name,
                     "rank": rank,
-                    "id": i,
+                    "item_id": i,
                     "distance": d,
                     "score": score,
                     "path": path,

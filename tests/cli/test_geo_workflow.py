@@ -61,7 +61,12 @@ def test_added_chips_carry_footprints_into_results_geojson_and_the_gallery(mappe
     pyogrio = pytest.importorskip("pyogrio")  # GDAL's OGR: the reader QGIS opens GeoJSON with
     info = pyogrio.read_info(tmp / "r.geojson")
     assert info["features"] == 10 and info["geometry_type"] == "Polygon" and "EPSG:4326" in str(info["crs"])
-    assert {"query", "rank", "id", "distance", "source", "window"} <= set(info["fields"])
+    assert {"query", "rank", "item_id", "distance", "source", "window"} <= set(info["fields"])
+    # every feature its own id, though both queries match some of the same chips: GDAL keeps them as FIDs
+    assert [f["id"] for f in collection["features"]] == list(range(10))
+    meta, fids, _, fields = pyogrio.raw.read(tmp / "r.geojson", read_geometry=False, return_fids=True)
+    item_ids = fields[list(meta["fields"]).index("item_id")]
+    assert fids.tolist() == list(range(10)) and item_ids.tolist() == [int(r[2]) for r in rows[1:]]
 
     page = (tmp / "g.html").read_text()
     data = json.loads(page.split('<script id="data" type="application/json">')[1].split("</script>")[0])

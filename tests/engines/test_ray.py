@@ -26,8 +26,9 @@ else:
 
 @pytest.fixture(scope="module")
 def runtime():
-    """One real Ray runtime for the module, as CI runs it: 2 CPUs, on loopback; the engines join it."""
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
+    """One real Ray runtime for the module, as CI runs it: 2 CPUs, on loopback; the engines join it. "local" starts
+    it apart from any cluster a user's 'ray start' runs on this machine."""
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
     yield
     ray.shutdown()
 
@@ -120,6 +121,7 @@ def test_replicated_and_sharded_search_write_the_local_results(runtime, run_dir,
         "local-shards": ["--shards", "3"],
         "ray-replicas": ["--engine", "ray", "--workers", "2"],
         "ray-shards": ["--engine", "ray", "--shards", "3"],
+        "ray-shards-8": ["--engine", "ray", "--shards", "8"],
     }
     for name, extra in variants.items():
         invoke(*base, *extra, "-o", str(tmp_path / f"{name}.tsv"))
@@ -127,6 +129,30 @@ def test_replicated_and_sharded_search_write_the_local_results(runtime, run_dir,
     assert want.count(b"\n") == 1 + 9 * (80 if rerank == "none" else 100)  # the database's codes, or every image
     for name in variants:
         assert (tmp_path / f"{name}.tsv").read_bytes() == want, name
+
+
+@pytest.mark.parametrize("shards", [4, 8])
+def test_more_shards_than_cpus_answer_image_queries_as_the_local_engine(runtime, run_dir, ucmd_slice, tmp_path, shards):
+    """Image queries encoded by the Ray Data pool while the shard actors hold the index: on 2 CPUs, 4 and 8
+    shards are all placed beside the encoders and give the local file."""
+    index = tmp_path / "db.index"
+    invoke("build-index", str(run_dir / "codes.h5"), "-o", str(index))
+    queries = tmp_path / "queries.txt"
+    queries.write_text("".join(f"{p}\n" for p in sorted(ucmd_slice.glob("*/*.jpg"))[::10]))
+    base = ["query", str(index), str(queries), "--model", str(run_dir / "model.pt"), "-k", "6"]
+    invoke(*base, "-o", str(tmp_path / "local.tsv"))
+    invoke(*base, "--engine", "ray", "--shards", str(shards), "-o", str(tmp_path / "ray.tsv"))
+    want = (tmp_path / "local.tsv").read_bytes()
+    assert want.count(b"\n") == 1 + 6 * 10 and (tmp_path / "ray.tsv").read_bytes() == want
+
+
+def test_shards_the_cluster_cannot_place_are_refused_at_once(runtime):
+    """A set of actors larger than the free CPUs is one line, not a silent wait."""
+    from hashidx.engines.ray_engine import _check_placeable
+    from hashidx.errors import HashidxError
+
+    with pytest.raises(HashidxError, match=r"--shards: 3 worker\(s\) need 3 CPU\(s\) of Ray but 2 are free"):
+        _check_placeable(ray, 3, {"num_cpus": 1.0}, "--shards")
 
 
 def test_parquet_holds_the_tsv_rows(run_dir, tmp_path):
