@@ -77,3 +77,35 @@ def test_foreign_and_missing_files_get_one_line_errors(tmp_path):
     for path in (junk, tmp_path / "absent.h5"):
         result = _invoke("info", str(path))
         assert result.exit_code == 1 and result.output.count("\n") == 1 and str(path) in result.output
+
+
+def test_results_galleries_run_folders_and_added_codes_are_named_truly(run, ucmd_slice, tmp_path):
+    """What query, add and train write: each named for what it is, and the model an add was given is the one
+    checked (not a model.pt beside the added codes)."""
+    model = run / "run" / "model.pt"
+    index = tmp_path / "db.faiss"
+    assert _invoke("build-index", str(run / "run" / "codes.h5"), "-o", str(index)).exit_code == 0
+    split = run / "run" / "split.json"
+    for fmt in ("tsv", "jsonl", "geojson", "parquet"):
+        args = ["query", str(index), str(split), "--model", str(model), "-k", "3", "--format", fmt]
+        extra = ["--html", str(tmp_path / "gallery.html")] if fmt == "tsv" else []
+        assert _invoke(*args, *extra, "-o", str(tmp_path / f"r.{fmt}")).exit_code == 0
+        facts = _describe(tmp_path / f"r.{fmt}")
+        assert facts["kind"] == "hashidx-results" and facts["facts"]["format"] == fmt
+        if fmt != "geojson":  # the slice's photos have no footprint: a GeoJSON of them holds no feature
+            assert facts["facts"]["results"] == 3 * 20 and facts["facts"]["queries"] == 20
+    assert _describe(tmp_path / "gallery.html")["kind"] == "hashidx-gallery"
+
+    folder = _describe(run / "run")
+    assert folder["kind"] == "hashidx-run" and folder["facts"]["bits"] == 16
+    assert {c["status"] for c in folder["companions"]} == {"present", "matches"}
+
+    beach = sorted((ucmd_slice / "beach").iterdir())[:2]
+    assert _invoke("add", str(index), *map(str, beach[:1]), "--model", str(model)).exit_code == 0
+    added = _describe(f"{index}.added.h5")
+    assert [(c["file"], c["status"]) for c in added["companions"]] == [(str(model.resolve()), "matches")]
+
+
+def test_a_folder_that_is_not_a_run_is_one_line(tmp_path):
+    result = _invoke("info", str(tmp_path))
+    assert result.exit_code == 1 and "not a run folder (no train.json)" in result.output

@@ -84,7 +84,7 @@ class FeatureCache:
     def load(cls, path: str | Path, rows: slice = slice(None)) -> FeatureCache:
         """The cache, or only its `rows` (a slice): what reads a big query file block by block."""
         with read_h5(
-            path, "hashidx-features", "feature cache", f"make one with 'hashidx features DATA -o {path}'"
+            path, "hashidx-features", "feature cache", "make one with 'hashidx features DATA -o FEATURES.h5'"
         ) as f:
             ds = Dataset(
                 Path(f.attrs["root"]),

@@ -23,13 +23,8 @@ def read_h5(path: str | Path, kind: str, what: str, remedy: str) -> Iterator[h5p
         with h5py.File(path, "r") as f:
             found = f.attrs.get("kind")
             if found != kind:
-                # A hashidx file of another kind is named as such: the remedy for a missing file would overwrite it.
                 other = KINDS.get(str(found))
-                raise HashidxError(
-                    f"{path}: a hashidx {other} where a {what} is expected; pass a {what}"
-                    if other
-                    else f"{path}: not a hashidx {what}; {remedy}"
-                )
+                raise HashidxError(f"{path}: not a hashidx {what}{f' but a {other}' if other else ''}; {remedy}")
             check_sizes(f, path)
             yield f
     except FileNotFoundError:

@@ -6,6 +6,7 @@ Each refusal must be one line naming the file and the fix, exit 1, no traceback,
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import struct
 
@@ -24,7 +25,14 @@ from hashidx.io.atomic import sha256_file
 
 
 def cli(*args: str):
-    return CliRunner().invoke(main, ["--quiet", *args])
+    result = CliRunner().invoke(main, ["--quiet", *args])
+    result.command_name = args[0]  # what `refused` checks the options an error names against
+    return result
+
+
+def options_of(command: str) -> set[str]:
+    params = [*main.params, *main.commands[command].params]
+    return {"--help"} | {opt for p in params for opt in (*p.opts, *p.secondary_opts)}
 
 
 def refused(result, *fragments: str) -> None:
@@ -34,6 +42,9 @@ def refused(result, *fragments: str) -> None:
     assert len(error_lines) == 1, result.output
     for fragment in fragments:
         assert fragment in error_lines[0], result.output
+    if hasattr(result, "command_name"):  # an error suggests only options of the command that was run
+        named = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", error_lines[0].split(": ", 1)[1]))
+        assert named <= options_of(result.command_name), (named - options_of(result.command_name), error_lines[0])
 
 
 def write_tiff(path, bands: int, size: int = 16) -> None:
@@ -399,3 +410,26 @@ def test_features_made_of_other_layers_are_refused(small_run, tmp_path):
         "retrain the model",
     )
     assert not (tmp_path / "bad.tsv").exists() and not (root / "bad.tsv").exists()
+
+
+@pytest.mark.parametrize("dtype", ["uint16", "float32"])
+def test_imagery_an_8bit_model_cannot_scale_is_refused_without_naming_missing_options(small_run, tmp_path, dtype):
+    """A 16-bit or float raster added to an index of an 8-bit model: one line that names no option `add` lacks."""
+    rasterio = pytest.importorskip("rasterio")
+    root, _ = small_run
+    tif = tmp_path / f"mosaic-{dtype}.tif"
+    pixels = (np.arange(3 * 64 * 64) % 4000).reshape(3, 64, 64).astype(dtype)
+    grid = {"crs": "EPSG:32618", "transform": rasterio.transform.from_origin(500000, 4000000, 300, 300)}
+    with rasterio.open(tif, "w", driver="GTiff", width=64, height=64, count=3, dtype=dtype, **grid) as dst:
+        dst.write(pixels)
+    before = (root / "flat.index.json").read_bytes()
+    result = cli("add", str(root / "flat.index"), str(tif), "--model", str(root / "run" / "model.pt"))
+    refused(result, str(tif), f"{dtype} pixels", "made from")
+    assert "--scale" not in result.output and (root / "flat.index.json").read_bytes() == before
+
+
+def test_a_checkpoint_given_as_a_dataset_is_named(small_run, tmp_path):
+    root, _ = small_run
+    refused(
+        cli("train", str(root / "run" / "model.pt"), "-o", str(tmp_path / "r")), "a torch checkpoint", "not a dataset"
+    )

@@ -24,7 +24,9 @@ def test_16_bit_image_takes_the_dataset_scaling_not_its_own_range(tmp_path):
         a = np.full((17, 31), 500, np.uint16)
         a[0, 0] = top
         Image.fromarray(a).save(tmp_path / name)
-    with pytest.raises(HashidxError, match="a.png: uint16 pixels, and no dataset-wide scaling"):
+    with pytest.raises(
+        HashidxError, match="a.png: uint16 pixels, but the scaling recorded with these bands is for 8-bit images"
+    ):
         load_image(tmp_path / "a.png", 24)
     scaling = Radiometry((), ((0.0, 1000.0),) * 3, "given")
     a, b = (load_image(tmp_path / n, 24, scaling) for n in ("a.png", "b.png"))

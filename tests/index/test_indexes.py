@@ -1,6 +1,7 @@
 """FAISS flat / IVF / HNSW against the numpy Hamming reference, and the index file + sidecar."""
 
 import json
+import shutil
 
 import faiss
 import numpy as np
@@ -122,3 +123,30 @@ def test_default_nlist_respects_faiss_training_floor():
     assert idx.default_nlist(100) == 2
     assert idx.default_nlist(1_000_000) == 1000
     assert idx.default_nlist(10) == 1
+
+
+def _tiny_codes(path):
+    codes = np.random.default_rng(0).integers(0, 256, (12, 4), dtype=np.uint8)
+    CodeFile(codes, np.arange(12), tuple(f"x{i}.jpg" for i in range(12)), np.zeros(12, np.int64), 32, "itq", {}).save(
+        path
+    )
+
+
+def test_an_index_copied_alone_or_moved_with_its_codes_still_finds_them(tmp_path):
+    (tmp_path / "run").mkdir()
+    _tiny_codes(tmp_path / "run" / "codes.h5")
+    idx.build_file(tmp_path / "run" / "codes.h5", tmp_path / "db.faiss")
+    (tmp_path / "elsewhere").mkdir()
+    for name in ("db.faiss", "db.faiss.json"):
+        shutil.copy(tmp_path / name, tmp_path / "elsewhere" / name)
+    alone = tmp_path / "elsewhere" / "db.faiss"  # the codes are still where they were built
+    assert idx.code_files_of(alone, idx.load_sidecar(alone)) == [(tmp_path / "run" / "codes.h5").resolve()]
+    together = tmp_path / "together"
+    (together / "run").mkdir(parents=True)
+    for name in ("db.faiss", "db.faiss.json", "run/codes.h5"):
+        shutil.move(tmp_path / name, together / name)  # both moved: the relative path finds the codes
+    assert idx.code_files_of(together / "db.faiss", idx.load_sidecar(together / "db.faiss")) == [
+        (together / "run" / "codes.h5").resolve()
+    ]
+    with pytest.raises(HashidxError, match=r"db.faiss: the codes file it was built from, run/codes.h5 .* not there"):
+        idx.code_files_of(alone, idx.load_sidecar(alone))  # neither beside it nor where it was

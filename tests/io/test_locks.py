@@ -108,3 +108,14 @@ def test_no_wait_fails_at_once_and_waiting_says_so(run, ucmd_slice, tmp_path):
         assert lines and lines[0] == f"waiting for another hashidx writing {tmp_path / 'db.faiss'}…\n"
     assert p.wait(timeout=300) == 0, lines
     assert idx.load(tmp_path / "db.faiss")[1]["added"] == 1
+
+
+def test_locks_stay_out_of_the_users_folders(run, tmp_path, monkeypatch):
+    """Writing an index, a run and a feature cache leaves nothing beside them but what they are; the locks live in
+    HASHIDX_LOCK_DIR (one per resolved output path, however it was spelt)."""
+    monkeypatch.setenv("HASHIDX_LOCK_DIR", str(tmp_path / "locks"))
+    out = tmp_path / "out"
+    build_file(run / "codes.h5", out / "db.faiss")
+    assert sorted(p.name for p in out.iterdir()) == ["db.faiss", "db.faiss.json"]
+    assert lock_path(out / "db.faiss") == lock_path(out / "." / "db.faiss")
+    assert lock_path(out / "db.faiss").parent == tmp_path / "locks" and lock_path(out / "db.faiss").exists()

@@ -163,3 +163,27 @@ def test_a_big_codes_query_file_streams_in_blocks_to_the_same_rows(indexed, tmp_
     assert (totals.queries, totals.results) == (n, 3 * n) and totals.kept == []
     write_results(run_query(indexed / "db.faiss", tmp_path / "q.h5", k=3), tmp_path / "whole.tsv")
     assert (tmp_path / "streamed.tsv").read_bytes() == (tmp_path / "whole.tsv").read_bytes()
+
+
+def test_a_runs_split_queries_its_query_images(indexed, ucmd_slice, tmp_path):
+    """`query INDEX RUN/split.json`: the split's query images, from the folder the run was trained on, answer as
+    the same images listed one a line do."""
+    import shutil
+
+    from hashidx.data.split import load_split
+
+    split = load_split(indexed / "run" / "split.json")
+    assert split.image_root == str(ucmd_slice.resolve()) and len(split.query) == 20
+    model = indexed / "run" / "model.pt"
+    by_split = run_query(indexed / "db.faiss", indexed / "run" / "split.json", model, k=4)
+    (tmp_path / "q.txt").write_text("".join(f"{ucmd_slice / p}\n" for p in split.query))
+    listed = run_query(indexed / "db.faiss", tmp_path / "q.txt", model, k=4)
+    assert by_split.queries == list(split.query) and np.array_equal(by_split.ids, listed.ids)
+    assert by_split.query_labels == [p.split("/")[0] for p in split.query]  # class folders: the gallery judges
+    bare = tmp_path / "split.json"
+    shutil.copy(indexed / "run" / "split.json", bare)
+    obj = json.loads(bare.read_text())
+    del obj["image_root"]
+    bare.write_text(json.dumps(obj))
+    with pytest.raises(HashidxError, match="records no images' folder"):
+        run_query(indexed / "db.faiss", bare, model, k=4)
