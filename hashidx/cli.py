@@ -845,6 +845,61 @@ def bench(
 
 
 @main.command()
+@click.argument("index_path", metavar="INDEX", type=click.Path(path_type=Path))
+@click.option("--model", "model_path", type=click.Path(path_type=Path), help="model.pt of the run; needed to search "
+              "by image (search by item and by place needs none).")  # fmt: skip
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on; off loopback a token "
+              "is required.")  # fmt: skip
+@click.option("--port", type=int, default=8000, show_default=True)
+@click.option("--token", default=None, help="Every request must carry it ('Authorization: Bearer TOKEN'; the page "
+              "takes it once as /?token=TOKEN) [default: $HASHIDX_TOKEN, else none on loopback].")  # fmt: skip
+@click.option("--max-upload-mb", type=float, default=32, show_default=True, help="Largest image upload.")
+@click.option("--max-megapixels", type=float, default=64, show_default=True, help="Largest upload in pixels, read "
+              "from its header before decoding (decompression bombs are refused unread).")  # fmt: skip
+@click.option("--max-concurrency", type=int, default=4, show_default=True, help="Requests at work at once.")
+@click.option("--max-queue", type=int, default=64, show_default=True, help="Requests waiting for a slot (each at "
+              "most 10 s); one more is answered 503 with Retry-After instead of queueing.")  # fmt: skip
+@click.option("--cors-origin", default=None, help="The one web origin allowed to call the API from a browser "
+              "[default: none].")  # fmt: skip
+@RUNTIME_OPTION
+@_one_line_errors
+def serve(
+    index_path: Path,
+    model_path: Path | None,
+    host: str,
+    port: int,
+    token: str | None,
+    max_upload_mb: float,
+    max_megapixels: float,
+    max_concurrency: int,
+    max_queue: int,
+    cors_origin: str | None,
+    runtime: str,
+) -> None:
+    """Search INDEX over HTTP: a map page at / and a JSON API (/docs), loaded once and answered warm.
+
+    Read-only. Items and scenes are addressed by id; no request names a file.
+    """
+    from hashidx.service.server import serve as run
+    from hashidx.service.settings import ServeSettings
+
+    settings = ServeSettings(
+        index_path,
+        model_path,
+        host,
+        port,
+        token,
+        runtime,
+        int(max_upload_mb * 2**20),
+        int(max_megapixels * 2**20),
+        max_concurrency,
+        max_queue,
+        cors_origin=cors_origin,
+    )
+    run(settings, say=lambda m: click.echo(m, err=True))
+
+
+@main.command()
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 @click.option("--check", is_flag=True, help="Exit 2 when a companion file differs or is missing.")

@@ -30,6 +30,7 @@ LAYERS = (
     "index",
     "results",
     "evaluation",
+    "service",
     "info",
     "demo",
     "cli",

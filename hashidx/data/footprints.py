@@ -116,6 +116,21 @@ def _transformer(crs: str) -> Any:
         return Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
 
 
+@functools.lru_cache(maxsize=64)
+def _from_lonlat(crs: str) -> Any:
+    from pyproj import Transformer
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return Transformer.from_crs("EPSG:4326", crs, always_xy=True)
+
+
+def from_lonlat(crs: str, lon: float, lat: float) -> tuple[float, float]:
+    """A longitude/latitude (EPSG:4326) as x, y of `crs`."""
+    x, y = _from_lonlat(crs).transform(lon, lat)
+    return float(x), float(y)
+
+
 def to_lonlat(crs: str, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Points of `crs` in EPSG:4326 longitude, latitude (pyproj, axis order x/y whatever the CRS says)."""
     lon, lat = _transformer(crs).transform(x, y)

@@ -26,21 +26,27 @@ PER_PAGE = 10
 COLOURS = {"match": "#00c853", "miss": "#ff1744", "unknown": "#9e9e9e", "query": "#2962ff"}
 
 
-def thumbnail(path: Path, size: int = THUMB_PX, radiometry: Radiometry = RGB) -> str | None:
-    """A size x size data URI of the image or chip (the decoder and scaling the features use; the first three
-    bands as RGB), or None when unreadable: a JPEG, or a PNG whose no-data pixels are transparent where the
-    raster has any."""
-    try:
-        pixels = (load_image(path, size, radiometry.rgb_view()) * 255).round().astype(np.uint8)
-        valid = read_validity(path, size) if is_raster(split_chip(path)[0]) else None
-    except Exception:  # a gallery shows a placeholder for a missing or unreadable file; it never stops
-        return None
+def thumbnail_bytes(path: Path, size: int = THUMB_PX, radiometry: Radiometry = RGB) -> tuple[bytes, str]:
+    """A size x size picture of the image or chip (the decoder and scaling the features use; the first three bands
+    as RGB) and its media type: a JPEG, or a PNG whose no-data pixels are transparent where the raster has any.
+    An unreadable file raises as its read does."""
+    pixels = (load_image(path, size, radiometry.rgb_view()) * 255).round().astype(np.uint8)
+    valid = read_validity(path, size) if is_raster(split_chip(path)[0]) else None
     buf = io.BytesIO()
     if valid is None or valid.all():
         Image.fromarray(pixels).save(buf, "JPEG", quality=82)
-        return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+        return buf.getvalue(), "image/jpeg"
     Image.fromarray(np.dstack([pixels, np.where(valid, 255, 0).astype(np.uint8)]), "RGBA").save(buf, "PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return buf.getvalue(), "image/png"
+
+
+def thumbnail(path: Path, size: int = THUMB_PX, radiometry: Radiometry = RGB) -> str | None:
+    """`thumbnail_bytes` as a data URI, or None when the file is unreadable."""
+    try:
+        data, media = thumbnail_bytes(path, size, radiometry)
+    except Exception:  # a gallery shows a placeholder for a missing or unreadable file; it never stops
+        return None
+    return f"data:{media};base64," + base64.b64encode(data).decode("ascii")
 
 
 def place(item: Item | None) -> str | None:

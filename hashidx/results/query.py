@@ -213,6 +213,10 @@ class Searcher:
                 idx.set_nprobe(self._index, self.nprobe)
         return self._index
 
+    def items(self, ids: np.ndarray) -> dict[int, Item]:
+        """What the index's codes files know of these ids: name, label, image file, footprint."""
+        return _items_by_id(self.index_path, self.sidecar, ids)
+
     def warm(self) -> Searcher:
         """Load now what the first image query would: the network (and its ONNX twin), and the codes re-ranking
         reads."""
@@ -308,14 +312,17 @@ class Searcher:
         source: str | Path = "queries",
         batch_size: int = 8,
         on_error: str = "fail",
+        tiling: Tiling | None = None,
     ) -> QuerySet:
-        """Named query images (or scenes, cut into chips with the Searcher's tiling) through the model."""
+        """Named query images (or scenes, cut into chips with `tiling`, by default the Searcher's) through the
+        model."""
         if self.encoder is None:
             raise _no_model(source)
-        if self.tiling is not None or self.bands is not None:
+        tiling = tiling or self.tiling
+        if tiling is not None or self.bands is not None:
             from hashidx.methods.inputs import image_inputs
 
-            items, self.encoder.radiometry = image_inputs(list(items), self.encoder.radiometry, self.bands, self.tiling)
+            items, self.encoder.radiometry = image_inputs(list(items), self.encoder.radiometry, self.bands, tiling)
         names, u, skipped = self.encoder.embed_named(items, source, batch_size, on_error, self.engine)
         files = dict(items)
         classes = set(self.encoder.config.get("classes", []))

@@ -1,0 +1,323 @@
+"""The HTTP face of an Archive (FastAPI on uvicorn): routes parse requests into Archive calls and serialise what
+they return; security, bounds and errors are here, the work is in hashidx.service.archive."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+from importlib import resources
+from typing import Annotated, Any
+
+from fastapi import Body, FastAPI, Query, Request
+from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from hashidx.errors import HashidxError
+from hashidx.service.archive import Archive, NotFound, Unacceptable, results_records, trim
+from hashidx.service.settings import ServeSettings
+from hashidx.version import __version__
+
+TOKEN_COOKIE = "hashidx_token"
+# Only the server's own scripts, styles and images (thumbnails and tiles; data: for Leaflet's own icons).
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+)
+UNGUARDED = ("/health",)  # what answers without a token and never waits for a slot
+
+
+class ItemsQuery(BaseModel):
+    """Items like the positive examples and unlike the negative ones (by id)."""
+
+    positive: list[int] = Field(min_length=1, max_length=64, description="ids of items to find more of")
+    negative: list[int] = Field(default=[], max_length=64, description="ids of items that must not come back")
+    k: int = Field(default=20, ge=1, le=1000)
+
+
+def error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def create_app(archive: Archive, settings: ServeSettings) -> FastAPI:
+    """The service's ASGI app over a warm archive."""
+    app = FastAPI(
+        title="hashidx",
+        version=__version__,
+        description="Search a remote-sensing archive by item, place or image, over learned binary codes.",
+    )
+    slots = asyncio.Semaphore(settings.max_concurrency)
+    waiting = 0  # requests queued for a slot: bounded in number, each for a bounded time
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next: Any) -> Response:
+        """Token, bounded concurrency (a bounded queue, then 503 + Retry-After) and security headers."""
+        nonlocal waiting
+        path = request.url.path
+        busy = error(503, "the server is busy; retry shortly", {"Retry-After": "1"})
+        if settings.token and path not in UNGUARDED and not _authorised(request, settings.token):
+            response: Response = error(401, "missing or wrong token: send 'Authorization: Bearer TOKEN'")
+        elif path in UNGUARDED or path.startswith("/static/"):
+            response = await call_next(request)
+        elif slots.locked() and waiting >= settings.max_queue:
+            response = busy
+        else:
+            waiting += 1
+            try:
+                await asyncio.wait_for(slots.acquire(), settings.queue_timeout_s)
+            except asyncio.TimeoutError:
+                return _secured(busy)
+            finally:
+                waiting -= 1
+            try:
+                response = await asyncio.wait_for(call_next(request), settings.request_timeout_s)
+            except asyncio.TimeoutError:
+                response = error(503, f"the request took over {settings.request_timeout_s:g}s", {"Retry-After": "5"})
+            finally:
+                slots.release()
+        if settings.token and path == "/" and request.query_params.get("token") == settings.token:
+            response.set_cookie(TOKEN_COOKIE, settings.token, httponly=True, samesite="strict")
+        return _secured(response)
+
+    if settings.cors_origin:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=[settings.cors_origin], allow_methods=["GET", "POST"])
+
+    @app.exception_handler(HashidxError)
+    async def library_error(request: Request, exc: HashidxError) -> JSONResponse:
+        status = 404 if isinstance(exc, NotFound) else exc.status if isinstance(exc, Unacceptable) else 400
+        return error(status, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "malformed request"}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "request"
+        return error(422, f"{where}: {first.get('msg', 'invalid')}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error(exc.status_code, str(exc.detail))
+
+    @app.get("/health")
+    def health() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/info")
+    def info() -> dict:
+        return {"hashidx": __version__, **archive.describe()}
+
+    @app.get("/items")
+    def items(offset: Annotated[int, Query(ge=0)] = 0, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict:
+        ids = archive.ids[offset : offset + limit].tolist()
+        return {"total": len(archive.ids), "items": [archive.item_record(i) for i in ids]}
+
+    @app.get("/items/{item_id}")
+    def item(item_id: int) -> dict:
+        archive.item(item_id)
+        return archive.item_record(item_id)
+
+    @app.get("/items/{item_id}/thumbnail", response_class=Response)
+    def thumbnail(item_id: int, size: Annotated[int, Query(ge=16, le=512)] = 128) -> Response:
+        data, media = archive.thumbnail(item_id, size)
+        return Response(data, media_type=media, headers={"Cache-Control": "max-age=3600"})
+
+    @app.get("/scenes")
+    def scenes() -> dict:
+        """The scenes as a GeoJSON FeatureCollection of their extents (EPSG:4326)."""
+        return {
+            "type": "FeatureCollection",
+            "features": [
+                {
+                    "type": "Feature",
+                    "id": s.id,
+                    "geometry": {"type": "Polygon", "coordinates": [_box(s.lonlat_bounds)]},
+                    "properties": {
+                        "id": s.id,
+                        "name": s.name,
+                        "crs": s.crs,
+                        "items": s.items,
+                        "tiles": f"/scenes/{s.id}/tiles/{{z}}/{{x}}/{{y}}.png",
+                    },
+                }
+                for s in archive.scenes.values()
+            ],
+        }
+
+    @app.get("/scenes/{scene_id}/tiles/{z}/{x}/{y}.png", response_class=Response)
+    def tile(
+        scene_id: str,
+        z: Annotated[int, PathParam(ge=0, le=24)],
+        x: Annotated[int, PathParam(ge=0)],
+        y: Annotated[int, PathParam(ge=0)],
+    ) -> Response:
+        return Response(archive.tile(scene_id, z, x, y), media_type="image/png")
+
+    @app.post("/search/items")
+    def search_items(query: ItemsQuery) -> dict:
+        results, left_out = archive.search_items(query.positive, query.negative, query.k)
+        return {"queries": trim(results_records(archive, results, left_out), query.k)}
+
+    @app.get("/search/point")
+    def search_point(
+        lon: Annotated[float, Query(ge=-180, le=180)],
+        lat: Annotated[float, Query(ge=-90, le=90)],
+        k: Annotated[int, Query(ge=1, le=1000)] = 20,
+    ) -> dict:
+        at = archive.item_at(lon, lat)
+        results, _ = archive.search_items([at], [], k)
+        return {"item": archive.item_record(at), "queries": trim(results_records(archive, results), k)}
+
+    @app.post("/search/image")
+    async def search_image(
+        request: Request,
+        k: Annotated[int, Query(ge=1, le=1000)] = 20,
+        rerank: Annotated[str | None, Query(pattern=r"^(none|ties|\d{1,6})$")] = None,
+        tile: Annotated[str | None, Query(pattern=r"^\d{1,5}(:\d{1,5})?$")] = None,
+    ) -> JSONResponse:
+        """The image as the request's body (any Content-Type) or as the `file` field of a multipart form."""
+        data = await _upload(request, settings.max_upload_bytes)
+        from hashidx.data.chips import Tiling
+
+        tiling = None if tile is None else Tiling.parse(tile)
+        results = await asyncio.to_thread(archive.search_upload, data, k, rerank, tiling, settings.max_pixels)
+        return JSONResponse({"queries": results_records(archive, results)})
+
+    @app.post("/export/geojson")
+    def export_geojson(query: Annotated[ItemsQuery, Body()]) -> Response:
+        """The results of an items query as a GeoJSON file (the `--format geojson` layout)."""
+        import io
+
+        from hashidx.results.query import write_geojson
+
+        results, left_out = archive.search_items(query.positive, query.negative, query.k)
+        buf = io.StringIO()
+        write_geojson([_without(results, left_out, query.k)], buf)
+        return Response(
+            buf.getvalue(),
+            media_type="application/geo+json",
+            headers={"Content-Disposition": 'attachment; filename="hashidx-results.geojson"'},
+        )
+
+    static = resources.files("hashidx.service") / "static"
+    app.mount("/static", StaticFiles(directory=str(static)), name="static")
+
+    @app.get("/", response_class=Response)
+    def page() -> Response:
+        return Response((static / "index.html").read_bytes(), media_type="text/html; charset=utf-8")
+
+    return app
+
+
+def _secured(response: Response) -> Response:
+    response.headers["Content-Security-Policy"] = CSP
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+def _box(b: tuple[float, float, float, float]) -> list[list[float]]:
+    west, south, east, north = b
+    return [[west, south], [east, south], [east, north], [west, north], [west, south]]
+
+
+def _without(results: Any, left_out: set[int], k: int) -> Any:
+    """Results with the left-out ids removed from each row, k kept."""
+    import numpy as np
+
+    keep = [[j for j, i in enumerate(row) if i >= 0 and i not in left_out][:k] for row in results.ids.tolist()]
+    width = max((len(r) for r in keep), default=0)
+    ids = np.full((len(keep), width), -1, np.int64)
+    dist = np.zeros((len(keep), width), np.int32)
+    for q, cols in enumerate(keep):
+        ids[q, : len(cols)] = results.ids[q, cols]
+        dist[q, : len(cols)] = results.distances[q, cols]
+    results.ids, results.distances, results.scores = ids, dist, None
+    return results
+
+
+def _authorised(request: Request, token: str) -> bool:
+    """The token from the Authorization header or the page's cookie, compared in constant time."""
+    given = request.headers.get("authorization", "")
+    candidate = given[7:] if given.lower().startswith("bearer ") else request.cookies.get(TOKEN_COOKIE, "")
+    if request.url.path == "/" and not candidate:
+        candidate = request.query_params.get("token", "")
+    return hmac.compare_digest(candidate.encode(), token.encode())
+
+
+async def _upload(request: Request, limit: int) -> bytes:
+    """The uploaded bytes, read in pieces and refused past `limit` (a declared length past it is refused unread)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit + 4096:
+        raise Unacceptable(f"the upload is {int(declared):,} bytes; the service takes at most {limit:,}", 413)
+    body = bytearray()
+    async for piece in request.stream():
+        body += piece
+        if len(body) > limit + 4096:
+            raise Unacceptable(f"the upload is over {limit:,} bytes; the service takes at most that", 413)
+    ctype = request.headers.get("content-type", "")
+    if ctype.startswith("multipart/form-data"):
+        return _multipart_file(bytes(body), ctype, limit)
+    if len(body) > limit:
+        raise Unacceptable(f"the upload is {len(body):,} bytes; the service takes at most {limit:,}", 413)
+    return bytes(body)
+
+
+def _multipart_file(body: bytes, ctype: str, limit: int) -> bytes:
+    """The `file` field of a multipart form (python-multipart's parser), or a one-line refusal."""
+    from python_multipart import MultipartParser
+    from python_multipart.multipart import parse_options_header
+
+    _, params = parse_options_header(ctype)
+    boundary = params.get(b"boundary")
+    if not boundary:
+        raise Unacceptable("a multipart upload without a boundary; send the form as a browser does", 400)
+    parts: list[dict] = []
+
+    def on_part_begin() -> None:
+        parts.append({"headers": b"", "data": bytearray(), "field": b""})
+
+    def on_header_field(data: bytes, start: int, end: int) -> None:
+        parts[-1]["field"] = data[start:end].lower()
+
+    def on_header_value(data: bytes, start: int, end: int) -> None:
+        if parts[-1]["field"] == b"content-disposition":
+            parts[-1]["headers"] += data[start:end]
+
+    def on_part_data(data: bytes, start: int, end: int) -> None:
+        parts[-1]["data"] += data[start:end]
+
+    parser = MultipartParser(
+        boundary,
+        {
+            "on_part_begin": on_part_begin,
+            "on_header_field": on_header_field,
+            "on_header_value": on_header_value,
+            "on_part_data": on_part_data,
+        },
+    )
+    try:
+        parser.write(body)
+        parser.finalize()
+    except Exception:  # python-multipart's own parse errors
+        raise Unacceptable("a malformed multipart upload; send the image as the form's 'file' field", 400) from None
+    for part in parts:
+        _, disp = parse_options_header(part["headers"])
+        if disp.get(b"name") == b"file":
+            if len(part["data"]) > limit:
+                raise Unacceptable(f"the upload is over {limit:,} bytes; the service takes at most that", 413)
+            return bytes(part["data"])
+    raise Unacceptable("the multipart form has no 'file' field; send the image as 'file'", 400)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

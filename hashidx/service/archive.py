@@ -1,0 +1,292 @@
+"""The archive a search service answers over: an index and its model loaded once, every item's name, label and
+footprint, the scenes its chips come from, and searches by item, by point and by image.
+
+Nothing here speaks HTTP: the app only parses requests into these calls and serialises what they return. Items
+and scenes are addressed by id; no call takes a path from outside.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import tempfile
+import threading
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hashidx.codes.binary import pack, sign, unpack
+from hashidx.codes.codefile import Item
+from hashidx.data.chips import Tiling
+from hashidx.data.footprints import from_lonlat, polygon
+from hashidx.data.rasters import default_bands, open_raster, split_chip
+from hashidx.errors import HashidxError
+from hashidx.features.runtime import DEFAULT_RUNTIME
+from hashidx.results.gallery import thumbnail_bytes
+from hashidx.results.query import QuerySet, Results, Searcher
+
+
+class NotFound(HashidxError):
+    """An id the archive does not hold (the app answers 404)."""
+
+
+class Unacceptable(HashidxError):
+    """An upload of a type, size or pixel count the service does not take (the app answers 413 or 415)."""
+
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Scene:
+    """A raster whose chips or pixels the archive indexes: its id, name, CRS and extent (lon/lat)."""
+
+    id: str
+    name: str
+    file: Path
+    crs: str
+    lonlat_bounds: tuple[float, float, float, float]  # west, south, east, north
+    items: int
+
+
+UPLOAD_TYPES = {"JPEG": ".jpg", "PNG": ".png", "TIFF": ".tif", "GTiff": ".tif"}
+
+
+class Archive:
+    """An index and model, warm: what `hashidx serve` answers from."""
+
+    def __init__(self, index: str | Path, model: str | Path | None, runtime: str = DEFAULT_RUNTIME):
+        self.searcher = Searcher(index, model, runtime=runtime).warm()
+        table = self.searcher.code_table()
+        self.ids = table.ids
+        self.items: dict[int, Item] = self.searcher.items(table.ids)
+        self.scenes = self._scenes()
+        self._scene_of_item = {
+            i: sid for sid, sc in self.scenes.items() for i in self.items if self._scene_key(i) == sc.file
+        }
+        self._lock = threading.Lock()  # the encoder's radiometry is set per upload; one upload is read at a time
+
+    # --- what the archive holds -------------------------------------------------------------------------------
+
+    def _scene_key(self, i: int) -> Path | None:
+        item = self.items[i]
+        if item.file is None or not item.crs:
+            return None
+        return split_chip(item.file)[0]
+
+    def _scenes(self) -> dict[str, Scene]:
+        by_file: dict[Path, list[int]] = {}
+        for i in self.items:
+            key = self._scene_key(i)
+            if key is not None:
+                by_file.setdefault(key, []).append(i)
+        scenes = {}
+        for file, ids in sorted(by_file.items()):
+            rings = np.asarray([polygon(self.items[i].crs, self.items[i].bounds) for i in ids])  # type: ignore[arg-type]
+            west, south = rings[..., 0].min(), rings[..., 1].min()
+            east, north = rings[..., 0].max(), rings[..., 1].max()
+            sid = hashlib.sha256(str(file).encode()).hexdigest()[:12]
+            scenes[sid] = Scene(sid, file.name, file, self.items[ids[0]].crs, (west, south, east, north), len(ids))
+        return scenes
+
+    def item(self, item_id: int) -> Item:
+        try:
+            return self.items[int(item_id)]
+        except (KeyError, ValueError):
+            raise NotFound(f"item {item_id}: not in the index (ids are integers from /items)") from None
+
+    def scene(self, scene_id: str) -> Scene:
+        try:
+            return self.scenes[scene_id]
+        except KeyError:
+            raise NotFound(f"scene {scene_id!r}: not in the archive (ids are listed at /scenes)") from None
+
+    def describe(self) -> dict:
+        sidecar = self.searcher.sidecar
+        encoder = self.searcher.encoder
+        return {
+            "index": {k: sidecar.get(k) for k in ("index_type", "bits", "count", "method", "nlist", "nprobe", "M")},
+            "model": None
+            if encoder is None
+            else {
+                "method": encoder.config.get("method"),
+                "bits": encoder.bits,
+                "backbone": encoder.config.get("backbone"),
+                "classes": list(encoder.config.get("classes", [])),
+                "read_as": encoder.radiometry.describe(),
+            },
+            "items": len(self.items),
+            "with_footprints": sum(1 for it in self.items.values() if it.crs),
+            "scenes": len(self.scenes),
+        }
+
+    def item_record(self, i: int) -> dict:
+        """An item as the API shows it: id, name, label, scene, window, lon/lat and footprint (EPSG:4326)."""
+        item = self.items[i]
+        _, window = split_chip(item.path)
+        return {
+            "id": i,
+            "path": item.path,
+            "label": item.label,
+            "scene": self._scene_of_item.get(i),
+            "window": None if window is None else [window.col, window.row, window.width, window.height],
+            "lon": None if item.lonlat is None else item.lonlat[0],
+            "lat": None if item.lonlat is None else item.lonlat[1],
+            "footprint": None
+            if not item.crs or item.bounds is None
+            else {"type": "Polygon", "coordinates": [polygon(item.crs, item.bounds)]},
+        }
+
+    # --- searches ---------------------------------------------------------------------------------------------
+
+    def search_items(
+        self, positive: list[int], negative: list[int] | None = None, k: int = 20
+    ) -> tuple[Results, set[int]]:
+        """Items like the `positive` examples and unlike the `negative` ones, by their codes (a single positive is
+        `hashidx query` of its code). Several examples combine bit-wise: the sign of the positives' mean ±1 code
+        minus the negatives' (ties +1). Marked negatives never come back. Returns the results and the ids left
+        out."""
+        negative = negative or []
+        if not positive:
+            raise HashidxError("give at least one positive example (an item id)")
+        for i in (*positive, *negative):
+            self.item(i)
+        table = self.searcher.code_table()
+        pos = unpack(table.lookup(np.asarray(positive, np.int64)), self.searcher.bits).astype(np.float32)
+        target = pos.mean(axis=0)
+        if negative:
+            neg = unpack(table.lookup(np.asarray(negative, np.int64)), self.searcher.bits).astype(np.float32)
+            target = target - neg.mean(axis=0)
+        code = pack(sign(target[None, :]))
+        name = ",".join(map(str, positive)) + ("" if not negative else " -" + ",-".join(map(str, negative)))
+        label = self.items[positive[0]].label if len(positive) == 1 else None
+        qs = QuerySet([name], code, [], [self.items[positive[0]].file], [label], None, "items")
+        results = self.searcher.search(qs, min(k + len(negative), len(self.ids)), "none")
+        return results, set(negative)
+
+    def item_at(self, lon: float, lat: float) -> int:
+        """The indexed chip or image whose footprint holds the point; of several, the one whose centre is nearest."""
+        if not (-180 <= lon <= 180 and -90 <= lat <= 90):
+            raise HashidxError(f"lon {lon}, lat {lat}: not a longitude/latitude")
+        best, best_d = None, np.inf
+        for i, item in self.items.items():
+            if not item.crs or item.bounds is None:
+                continue
+            x, y = from_lonlat(item.crs, lon, lat)
+            left, bottom, right, top = item.bounds
+            if left <= x <= right and bottom <= y <= top:
+                d = (x - (left + right) / 2) ** 2 + (y - (bottom + top) / 2) ** 2
+                if d < best_d:
+                    best, best_d = i, d
+        if best is None:
+            raise NotFound(f"lon {lon}, lat {lat}: no indexed chip covers this point")
+        return best
+
+    def search_upload(
+        self, data: bytes, k: int = 20, rerank: str | None = None, tile: Tiling | None = None, max_pixels: int = 0
+    ) -> Results:
+        """An uploaded JPEG, PNG or (Geo)TIFF through the model, as `hashidx query` reads that file: its type
+        sniffed from its bytes, its pixel count bounded, each chip a query where `tile` cuts it."""
+        if self.searcher.encoder is None:
+            raise HashidxError("this service has no model: start it with --model to search by image")
+        suffix, pixels = sniff_image(data)
+        if max_pixels and pixels > max_pixels:
+            raise Unacceptable(f"the image has {pixels:,} pixels; the service takes at most {max_pixels:,}", 413)
+        with tempfile.TemporaryDirectory(prefix="hashidx-upload-") as tmp:
+            path = Path(tmp) / f"upload{suffix}"
+            path.write_bytes(data)
+            with self._lock:
+                qs = self.searcher.encode_images([("upload", path)], "upload", tiling=tile)
+            qs.files = [None] * len(qs.names)  # the temporary file is gone with the request
+            return self.searcher.search(qs, k, rerank)
+
+    # --- pictures ---------------------------------------------------------------------------------------------
+
+    def thumbnail(self, item_id: int, size: int = 128) -> tuple[bytes, str]:
+        item = self.item(item_id)
+        if item.file is None:
+            raise NotFound(f"item {item_id}: its pixels are not known to the index (a label-only item)")
+        encoder = self.searcher.encoder
+        try:
+            return thumbnail_bytes(item.file, size, *([] if encoder is None else [encoder.radiometry]))
+        except HashidxError as exc:
+            raise NotFound(f"item {item_id}: its image cannot be read ({str(exc).split(': ', 1)[-1]})") from None
+
+    def tile(self, scene_id: str, z: int, x: int, y: int) -> bytes:
+        """A 256 px web-mercator PNG of a scene (rio-tiler), bands and scaling as the model reads them, no-data
+        transparent; NotFound outside the scene."""
+        from rio_tiler.errors import TileOutsideBounds
+        from rio_tiler.io import Reader
+
+        scene = self.scene(scene_id)
+        radiometry = None if self.searcher.encoder is None else self.searcher.encoder.radiometry
+        with open_raster(scene.file) as src:
+            if radiometry is not None and radiometry.bands:
+                bands = radiometry.bands[:3]
+            else:
+                try:
+                    bands = default_bands(src, scene.file)[0][:3]
+                except HashidxError:  # a multi-band file read as RGB through --bands at add time: its first three
+                    bands = (1, 2, 3) if src.count >= 3 else (1,)
+            dtype = src.dtypes[bands[0] - 1]
+        try:
+            with warnings.catch_warnings(), Reader(str(scene.file)) as reader:
+                warnings.simplefilter("ignore")  # rio-tiler's advice to add overviews, once per tile
+                img = reader.tile(x, y, z, indexes=bands, tilesize=256)
+        except TileOutsideBounds:
+            raise NotFound(f"scene {scene_id}: tile {z}/{x}/{y} is outside it") from None
+        if radiometry is not None and radiometry.scale and dtype != "uint8":
+            img.rescale(in_range=[tuple(radiometry.scale[b]) for b in range(len(bands))])
+        elif dtype != "uint8":
+            img.rescale(in_range=[(float(img.data.min()), float(img.data.max()) or 1.0)] * len(bands))
+        return bytes(img.render(img_format="PNG"))
+
+
+def sniff_image(data: bytes) -> tuple[str, int]:
+    """The file suffix an upload's bytes make it, and its pixel count; anything but JPEG, PNG or TIFF is refused.
+    The header alone is read: a decompression bomb is counted, never decoded."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not data:
+        raise Unacceptable("the upload is empty; send the image's bytes", 400)
+    try:
+        with warnings.catch_warnings(), Image.open(io.BytesIO(data)) as img:
+            warnings.simplefilter("ignore")  # PIL's notes on odd headers; what it cannot open is refused below
+            fmt, (w, h) = img.format, img.size
+        if fmt in UPLOAD_TYPES:
+            return UPLOAD_TYPES[fmt], w * h
+    except Image.DecompressionBombError as exc:
+        raise Unacceptable(f"the image is too large to decode ({exc})", 413) from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        pass
+    if data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):  # TIFFs PIL cannot open (16-bit, 13 bands)
+        try:
+            from rasterio.io import MemoryFile
+
+            with MemoryFile(data) as mem, mem.open() as src:
+                return ".tif", int(src.width) * int(src.height)
+        except Exception:  # rasterio's own errors for bytes GDAL cannot read
+            raise Unacceptable("the upload is a damaged TIFF; send a readable JPEG, PNG or GeoTIFF", 415) from None
+    raise Unacceptable("the upload is not a JPEG, PNG or TIFF image; send one of those", 415)
+
+
+def results_records(archive: Archive, results: Results, left_out: set[int] | None = None) -> list[dict]:
+    """Each query's ranked results as the API shows them: rank, distance, score and the item's record."""
+    out = []
+    left_out = left_out or set()
+    for qi, name in enumerate(results.queries):
+        hits: list[dict] = []
+        for j, (d, i) in enumerate(zip(results.distances[qi].tolist(), results.ids[qi].tolist())):
+            if i < 0 or i in left_out:
+                continue
+            score = None if results.scores is None else round(float(results.scores[qi][j]), 6)
+            hits.append({"rank": len(hits) + 1, "distance": int(d), "score": score, **archive.item_record(i)})
+        out.append({"query": name, "results": hits})
+    return out
+
+
+def trim(records: list[dict], k: int) -> list[dict]:
+    return [{**r, "results": r["results"][:k]} for r in records]
