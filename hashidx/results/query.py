@@ -184,6 +184,7 @@ class Searcher:
         self.allow_model_mismatch = allow_model_mismatch
         self.encoder: Any = None
         self._table: CodeTable | None = None
+        self._held: dict[int, Item] | None = None
         if model_path is not None:
             from hashidx.methods.checkpoints import load_checkpoint
             from hashidx.methods.encoder import Encoder
@@ -214,8 +215,18 @@ class Searcher:
         return self._index
 
     def items(self, ids: np.ndarray) -> dict[int, Item]:
-        """What the index's codes files know of these ids: name, label, image file, footprint."""
+        """What the index's codes files know of these ids: name, label, image file, footprint (read from the files,
+        or from memory once `hold_items` has kept them all)."""
+        if self._held is not None:
+            return {i: self._held[i] for i in np.unique(ids).tolist() if i in self._held}
         return _items_by_id(self.index_path, self.sidecar, ids)
+
+    def hold_items(self) -> dict[int, Item]:
+        """Read every item once and answer later searches from memory: what a long-lived service wants, and a
+        batch run does not (an archive's items can outgrow memory)."""
+        if self._held is None:
+            self._held = _items_by_id(self.index_path, self.sidecar, self.code_table().ids)
+        return self._held
 
     def warm(self) -> Searcher:
         """Load now what the first image query would: the network (and its ONNX twin), and the codes re-ranking
@@ -417,7 +428,7 @@ class Searcher:
         else:
             dist, ids = np.empty((0, 0), np.int32), np.empty((0, 0), np.int64)
         scores = None if mode == "none" or not ranked else np.concatenate([b[2] for b in ranked])
-        items = _items_by_id(self.index_path, self.sidecar, ids)
+        items = self.items(ids)
         return Results(
             qs.names,
             dist,

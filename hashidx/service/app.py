@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import ipaddress
+from collections.abc import MutableMapping
 from importlib import resources
 from typing import Annotated, Any
 
@@ -49,39 +50,11 @@ def create_app(archive: Archive, settings: ServeSettings) -> FastAPI:
         title="hashidx",
         version=__version__,
         description="Search a remote-sensing archive by item, place or image, over learned binary codes.",
+        # FastAPI's schema browsers load their scripts from a CDN: neither works offline nor under the CSP
+        docs_url=None,
+        redoc_url=None,
     )
-    slots = asyncio.Semaphore(settings.max_concurrency)
-    waiting = 0  # requests queued for a slot: bounded in number, each for a bounded time
-
-    @app.middleware("http")
-    async def guard(request: Request, call_next: Any) -> Response:
-        """Token, bounded concurrency (a bounded queue, then 503 + Retry-After) and security headers."""
-        nonlocal waiting
-        path = request.url.path
-        busy = error(503, "the server is busy; retry shortly", {"Retry-After": "1"})
-        if settings.token and path not in UNGUARDED and not _authorised(request, settings.token):
-            response: Response = error(401, "missing or wrong token: send 'Authorization: Bearer TOKEN'")
-        elif path in UNGUARDED or path.startswith("/static/"):
-            response = await call_next(request)
-        elif slots.locked() and waiting >= settings.max_queue:
-            response = busy
-        else:
-            waiting += 1
-            try:
-                await asyncio.wait_for(slots.acquire(), settings.queue_timeout_s)
-            except asyncio.TimeoutError:
-                return _secured(busy)
-            finally:
-                waiting -= 1
-            try:
-                response = await asyncio.wait_for(call_next(request), settings.request_timeout_s)
-            except asyncio.TimeoutError:
-                response = error(503, f"the request took over {settings.request_timeout_s:g}s", {"Retry-After": "5"})
-            finally:
-                slots.release()
-        if settings.token and path == "/" and request.query_params.get("token") == settings.token:
-            response.set_cookie(TOKEN_COOKIE, settings.token, httponly=True, samesite="strict")
-        return _secured(response)
+    app.add_middleware(Guard, settings=settings)
 
     if settings.cors_origin:
         from fastapi.middleware.cors import CORSMiddleware
@@ -157,20 +130,22 @@ def create_app(archive: Archive, settings: ServeSettings) -> FastAPI:
     ) -> Response:
         return Response(archive.tile(scene_id, z, x, y), media_type="image/png")
 
+    # Search answers are built as plain JSON here: FastAPI's generic encoder of returned dicts costs more than
+    # the search itself (benchmarks/serve_load.py).
     @app.post("/search/items")
-    def search_items(query: ItemsQuery) -> dict:
+    def search_items(query: ItemsQuery) -> JSONResponse:
         results, left_out = archive.search_items(query.positive, query.negative, query.k)
-        return {"queries": trim(results_records(archive, results, left_out), query.k)}
+        return JSONResponse({"queries": trim(results_records(archive, results, left_out), query.k)})
 
     @app.get("/search/point")
     def search_point(
         lon: Annotated[float, Query(ge=-180, le=180)],
         lat: Annotated[float, Query(ge=-90, le=90)],
         k: Annotated[int, Query(ge=1, le=1000)] = 20,
-    ) -> dict:
+    ) -> JSONResponse:
         at = archive.item_at(lon, lat)
         results, _ = archive.search_items([at], [], k)
-        return {"item": archive.item_record(at), "queries": trim(results_records(archive, results), k)}
+        return JSONResponse({"item": archive.item_record(at), "queries": trim(results_records(archive, results), k)})
 
     @app.post("/search/image")
     async def search_image(
@@ -184,7 +159,13 @@ def create_app(archive: Archive, settings: ServeSettings) -> FastAPI:
         from hashidx.data.chips import Tiling
 
         tiling = None if tile is None else Tiling.parse(tile)
-        results = await asyncio.to_thread(archive.search_upload, data, k, rerank, tiling, settings.max_pixels)
+        work = asyncio.to_thread(archive.search_upload, data, k, rerank, tiling, settings.max_pixels)
+        try:
+            results = await asyncio.wait_for(work, settings.request_timeout_s)
+        except asyncio.TimeoutError:
+            raise Unacceptable(
+                f"the search took over {settings.request_timeout_s:g}s; send a smaller image", 503
+            ) from None
         return JSONResponse({"queries": results_records(archive, results)})
 
     @app.post("/export/geojson")
@@ -213,11 +194,65 @@ def create_app(archive: Archive, settings: ServeSettings) -> FastAPI:
     return app
 
 
-def _secured(response: Response) -> Response:
-    response.headers["Content-Security-Policy"] = CSP
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Referrer-Policy"] = "no-referrer"
-    return response
+class Guard:
+    """Pure ASGI middleware (Starlette's BaseHTTPMiddleware costs milliseconds a request): the token, bounded
+    concurrency (a bounded queue, then 503 + Retry-After) and the security headers of every answer."""
+
+    def __init__(self, app: Any, settings: ServeSettings):
+        self.app = app
+        self.settings = settings
+        self.slots = asyncio.Semaphore(settings.max_concurrency)
+        self.waiting = 0  # requests queued for a slot: bounded in number, each for a bounded time
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        settings, path = self.settings, scope["path"]
+        request = Request(scope)
+        set_cookie = bool(settings.token) and path == "/" and request.query_params.get("token") == settings.token
+
+        async def secured_send(message: MutableMapping[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", [])) + SECURITY_HEADERS
+                if set_cookie:
+                    cookie = f"{TOKEN_COOKIE}={settings.token}; HttpOnly; SameSite=Strict; Path=/"
+                    headers.append((b"set-cookie", cookie.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        if settings.token and path not in UNGUARDED and not _authorised(request, settings.token):
+            await error(401, "missing or wrong token: send 'Authorization: Bearer TOKEN'")(scope, receive, secured_send)
+            return
+        if path in UNGUARDED or path.startswith("/static/"):
+            await self.app(scope, receive, secured_send)
+            return
+        busy = error(503, "the server is busy; retry shortly", {"Retry-After": "1"})
+        if self.slots.locked() and self.waiting >= settings.max_queue:
+            await busy(scope, receive, secured_send)
+            return
+        if self.slots.locked():  # wait in the bounded queue; a free slot is taken without a timer task
+            self.waiting += 1
+            try:
+                await asyncio.wait_for(self.slots.acquire(), settings.queue_timeout_s)
+            except asyncio.TimeoutError:
+                await busy(scope, receive, secured_send)
+                return
+            finally:
+                self.waiting -= 1
+        else:
+            await self.slots.acquire()
+        try:
+            await self.app(scope, receive, secured_send)
+        finally:
+            self.slots.release()
+
+
+SECURITY_HEADERS = [
+    (b"content-security-policy", CSP.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+]
 
 
 def _box(b: tuple[float, float, float, float]) -> list[list[float]]:

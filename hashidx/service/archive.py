@@ -62,11 +62,10 @@ class Archive:
         self.searcher = Searcher(index, model, runtime=runtime).warm()
         table = self.searcher.code_table()
         self.ids = table.ids
-        self.items: dict[int, Item] = self.searcher.items(table.ids)
+        self.items: dict[int, Item] = self.searcher.hold_items()  # in memory: no codes-file read per search
+        self._scene_of_item: dict[int, str] = {}
         self.scenes = self._scenes()
-        self._scene_of_item = {
-            i: sid for sid, sc in self.scenes.items() for i in self.items if self._scene_key(i) == sc.file
-        }
+        self._by_crs = self._footprint_arrays()
         self._lock = threading.Lock()  # the encoder's radiometry is set per upload; one upload is read at a time
 
     # --- what the archive holds -------------------------------------------------------------------------------
@@ -89,6 +88,7 @@ class Archive:
             west, south = rings[..., 0].min(), rings[..., 1].min()
             east, north = rings[..., 0].max(), rings[..., 1].max()
             sid = hashlib.sha256(str(file).encode()).hexdigest()[:12]
+            self._scene_of_item.update(dict.fromkeys(ids, sid))
             scenes[sid] = Scene(sid, file.name, file, self.items[ids[0]].crs, (west, south, east, north), len(ids))
         return scenes
 
@@ -119,7 +119,7 @@ class Archive:
                 "read_as": encoder.radiometry.describe(),
             },
             "items": len(self.items),
-            "with_footprints": sum(1 for it in self.items.values() if it.crs),
+            "with_footprints": int(sum(len(ids) for ids, _ in self._by_crs.values())),
             "scenes": len(self.scenes),
         }
 
@@ -167,20 +167,32 @@ class Archive:
         results = self.searcher.search(qs, min(k + len(negative), len(self.ids)), "none")
         return results, set(negative)
 
+    def _footprint_arrays(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Per CRS, the ids and bounds of the items with a footprint in it: what a point is looked up in."""
+        groups: dict[str, list[int]] = {}
+        for i, item in self.items.items():
+            if item.crs and item.bounds is not None:
+                groups.setdefault(item.crs, []).append(i)
+        return {
+            crs: (np.asarray(ids, np.int64), np.asarray([self.items[i].bounds for i in ids], np.float64))
+            for crs, ids in groups.items()
+        }
+
     def item_at(self, lon: float, lat: float) -> int:
         """The indexed chip or image whose footprint holds the point; of several, the one whose centre is nearest."""
         if not (-180 <= lon <= 180 and -90 <= lat <= 90):
             raise HashidxError(f"lon {lon}, lat {lat}: not a longitude/latitude")
         best, best_d = None, np.inf
-        for i, item in self.items.items():
-            if not item.crs or item.bounds is None:
+        for crs, (ids, b) in self._by_crs.items():
+            x, y = from_lonlat(crs, lon, lat)
+            inside = (b[:, 0] <= x) & (x <= b[:, 2]) & (b[:, 1] <= y) & (y <= b[:, 3])
+            if not inside.any():
                 continue
-            x, y = from_lonlat(item.crs, lon, lat)
-            left, bottom, right, top = item.bounds
-            if left <= x <= right and bottom <= y <= top:
-                d = (x - (left + right) / 2) ** 2 + (y - (bottom + top) / 2) ** 2
-                if d < best_d:
-                    best, best_d = i, d
+            d = ((b[:, 0] + b[:, 2]) / 2 - x) ** 2 + ((b[:, 1] + b[:, 3]) / 2 - y) ** 2
+            d[~inside] = np.inf
+            j = int(np.argmin(d))
+            if d[j] < best_d:
+                best, best_d = int(ids[j]), float(d[j])
         if best is None:
             raise NotFound(f"lon {lon}, lat {lat}: no indexed chip covers this point")
         return best
