@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import ipaddress
 from collections.abc import MutableMapping
 from importlib import resources
 from typing import Annotated, Any
@@ -347,12 +346,3 @@ def _multipart_file(body: bytes, ctype: str, limit: int) -> bytes:
                 raise Unacceptable(f"the upload is over {limit:,} bytes; the service takes at most that", 413)
             return bytes(part["data"])
     raise Unacceptable("the multipart form has no 'file' field; send the image as 'file'", 400)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

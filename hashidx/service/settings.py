@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +11,15 @@ from hashidx.errors import HashidxError
 from hashidx.features.runtime import DEFAULT_RUNTIME
 
 TOKEN_ENV = "HASHIDX_TOKEN"
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -32,8 +42,6 @@ class ServeSettings:
 
     def checked(self) -> ServeSettings:
         """The settings with the token from the environment where none was given; refused where unsafe."""
-        from hashidx.service.app import is_loopback
-
         token = self.token or os.environ.get(TOKEN_ENV) or None
         if not is_loopback(self.host) and not token:
             raise HashidxError(
