@@ -120,6 +120,25 @@ def create_app(archive: Archive, settings: ServeSettings) -> FastAPI:
             ],
         }
 
+    @app.get("/scenes/{scene_id}/items")
+    def scene_items(scene_id: str) -> JSONResponse:
+        """The scene's indexed chips as a GeoJSON FeatureCollection of their footprints (what the page outlines)."""
+        records = [archive.item_record(i) for i in archive.scene_items(scene_id)]
+        return JSONResponse(
+            {
+                "type": "FeatureCollection",
+                "features": [
+                    {
+                        "type": "Feature",
+                        "id": r["id"],
+                        "geometry": r["footprint"],
+                        "properties": {k: r[k] for k in ("id", "path", "label", "window")},
+                    }
+                    for r in records
+                ],
+            }
+        )
+
     @app.get("/scenes/{scene_id}/tiles/{z}/{x}/{y}.png", response_class=Response)
     def tile(
         scene_id: str,

@@ -104,6 +104,11 @@ class Archive:
         except KeyError:
             raise NotFound(f"scene {scene_id!r}: not in the archive (ids are listed at /scenes)") from None
 
+    def scene_items(self, scene_id: str) -> list[int]:
+        """The ids of a scene's indexed chips, in id order."""
+        self.scene(scene_id)
+        return sorted(i for i, sid in self._scene_of_item.items() if sid == scene_id)
+
     def describe(self) -> dict:
         sidecar = self.searcher.sidecar
         encoder = self.searcher.encoder

@@ -1,5 +1,5 @@
-"""The service's test archive, built once per session: a run on the UC Merced slice, its flat index, and the drone
-orthophoto's 224 px chips added to it."""
+"""The service's test archive, built once per session: a run on the UC Merced slice, its flat index, the drone
+orthophoto's 224 px chips and NAIP 2019's 128 px chips added to it."""
 
 from __future__ import annotations
 
@@ -30,6 +30,9 @@ def archive_files(ucmd_features, scenes, tmp_path_factory):
     invoke("build-index", out / "run" / "codes.h5", "-o", out / "db.faiss")
     invoke("add", out / "db.faiss", scenes / "drone_orthophoto.tif", "--model", out / "run" / "model.pt",
            "--tile", "224:112")  # fmt: skip
+    # NAIP: 4 bands, of which the RGB model reads 1,2,3; a second scene, in another CRS
+    invoke("add", out / "db.faiss", scenes / "naip_2019.tif", "--model", out / "run" / "model.pt",
+           "--tile", "128", "--bands", "1,2,3")  # fmt: skip
     return out
 
 

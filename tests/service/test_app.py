@@ -34,14 +34,21 @@ def _tsv(path) -> list[tuple[int, int, str]]:
 
 
 def test_info_items_and_scenes(client):
+    scenes = {f["properties"]["name"]: f for f in client.get("/scenes").json()["features"]}
+    assert set(scenes) == {"drone_orthophoto.tif", "naip_2019.tif"}
+    assert scenes["drone_orthophoto.tif"]["properties"]["items"] == 36
+    naip = scenes["naip_2019.tif"]["properties"]
+    assert naip["items"] > 20 and naip["crs"] == "EPSG:26914"
     info = client.get("/info").json()
-    assert info["items"] == 80 + 36 and info["scenes"] == 1 and info["index"]["bits"] == 16
-    scenes = client.get("/scenes").json()
-    (scene,) = scenes["features"]
-    assert scene["properties"]["name"] == "drone_orthophoto.tif" and scene["properties"]["items"] == 36
+    assert info["items"] == 80 + 36 + naip["items"] and info["scenes"] == 2 and info["index"]["bits"] == 16
     page = client.get("/items", params={"offset": 80, "limit": 2}).json()
-    assert page["total"] == 116 and page["items"][0]["window"] == [0, 0, 224, 224]
-    assert page["items"][0]["footprint"]["type"] == "Polygon" and page["items"][0]["scene"] == scene["id"]
+    assert page["total"] == info["items"] and page["items"][0]["window"] == [0, 0, 224, 224]
+    drone = scenes["drone_orthophoto.tif"]
+    assert page["items"][0]["footprint"]["type"] == "Polygon" and page["items"][0]["scene"] == drone["id"]
+    chips = client.get(f"/scenes/{drone['id']}/items").json()
+    assert [f["id"] for f in chips["features"]] == list(range(80, 116))
+    assert all(f["geometry"]["type"] == "Polygon" for f in chips["features"])
+    assert client.get("/scenes/0123456789ab/items").status_code == 404
 
 
 def test_search_by_item_is_the_cli_query_of_its_code(client, archive_files, hashidx_cli, tmp_path):
@@ -93,7 +100,7 @@ def test_a_point_finds_the_chip_under_it(client, archive):
 
 
 def test_thumbnails_and_tiles_are_pictures_with_no_data_transparent(client):
-    scene = client.get("/scenes").json()["features"][0]
+    scene = next(f for f in client.get("/scenes").json()["features"] if f["properties"]["name"].startswith("drone"))
     corner = client.get("/items", params={"offset": 80, "limit": 1}).json()["items"][0]  # the scene's corner chip
     thumb = client.get(f"/items/{corner['id']}/thumbnail", params={"size": 64})
     assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/png"
@@ -110,6 +117,11 @@ def test_thumbnails_and_tiles_are_pictures_with_no_data_transparent(client):
     t = morecantile.tms.get("WebMercatorQuad").tile((west + east) / 2, (south + north) / 2, 18)
     tile = client.get(f"/scenes/{scene['id']}/tiles/{t.z}/{t.x}/{t.y}.png")
     assert tile.status_code == 200 and Image.open(io.BytesIO(tile.content)).size == (256, 256)
+    naip = next(f for f in client.get("/scenes").json()["features"] if f["properties"]["name"] == "naip_2019.tif")
+    ring = np.asarray(naip["geometry"]["coordinates"][0])
+    t = morecantile.tms.get("WebMercatorQuad").tile(*ring.mean(axis=0)[:2].tolist(), 14)
+    four_bands = client.get(f"/scenes/{naip['id']}/tiles/{t.z}/{t.x}/{t.y}.png")  # read as its bands 1,2,3
+    assert four_bands.status_code == 200 and Image.open(io.BytesIO(four_bands.content)).mode in ("RGBA", "RGB")
     outside = client.get(f"/scenes/{scene['id']}/tiles/18/0/0.png")
     assert outside.status_code == 404 and "outside" in outside.json()["error"]
 

@@ -63,8 +63,17 @@ def start(archive_files: Path, *extra: str, index: str = "db.faiss") -> tuple[su
 def server(archive_files):
     proc, url = start(archive_files)
     yield url
+    stop(proc)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL where the graceful shutdown takes too long (a browser's idle connections)."""
     proc.terminate()
-    proc.wait(30)
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(30)
 
 
 def browser_page(playwright_api):
@@ -85,8 +94,18 @@ def test_the_page_searches_by_place_and_by_upload_with_no_outside_request(server
         page.on("request", lambda r: requests.append(r.url))
         page.goto(server + "/")
         page.wait_for_selector("body[data-ready='1']", timeout=30_000)
-        assert page.get_attribute("body", "data-scenes") == "1"
+        assert page.get_attribute("body", "data-scenes") == "2"
         page.wait_for_selector("img.leaflet-tile-loaded", timeout=30_000)  # the scene is the base map
+        page.wait_for_selector("path.chip", state="attached", timeout=30_000)
+        assert page.locator("path.chip").count() >= 36  # every chip outlined on hover
+        drone = page.evaluate(
+            "fetch('/scenes').then(r => r.json()).then(s => s.features.find("
+            "f => f.properties.name.startsWith('drone')).geometry.coordinates[0])"
+        )
+        west, south = min(c[0] for c in drone), min(c[1] for c in drone)
+        east, north = max(c[0] for c in drone), max(c[1] for c in drone)
+        page.evaluate(f"window.hashidxMap.fitBounds([[{south}, {west}], [{north}, {east}]])")
+        page.wait_for_timeout(500)
         box = page.locator("#map").bounding_box()
         assert box is not None
         page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)

@@ -104,6 +104,20 @@ async function exportMatches() {
   URL.revokeObjectURL(url);
 }
 
+// Each chip of a scene, invisible until the pointer is over it: then its outline and its window show.
+async function outlineChips(sceneId) {
+  const chips = await api(`/scenes/${sceneId}/items`);
+  const hidden = { color: "#e0f2f1", weight: 1, opacity: 0, fillOpacity: 0 };
+  L.geoJSON(chips, {
+    style: () => ({ ...hidden, className: "chip" }),
+    onEachFeature: (f, layer) => {
+      layer.bindTooltip(`${f.properties.path} (id ${f.properties.id})`, { sticky: true });
+      layer.on("mouseover", () => layer.setStyle({ opacity: 1, fillOpacity: 0.05 }));
+      layer.on("mouseout", () => layer.setStyle(hidden));
+    },
+  }).addTo(state.map);
+}
+
 async function start() {
   const info = await api("/info");
   $("info").textContent = `${info.items.toLocaleString()} items, ${info.scenes} scenes, ` +
@@ -111,14 +125,15 @@ async function start() {
   const scenes = await api("/scenes");
   if (scenes.features.length) {
     state.map = L.map("map", { attributionControl: false });
+    window.hashidxMap = state.map;  // for scripts and tests driving the page
     const all = [];
     for (const f of scenes.features) {
       const [[w, s], , [e, n]] = f.geometry.coordinates[0];
       const bounds = L.latLngBounds([s, w], [n, e]);
       all.push(bounds);
       L.tileLayer(f.properties.tiles, { bounds, maxZoom: 20, maxNativeZoom: 18 }).addTo(state.map);
-      L.geoJSON(f, { style: { color: "#80cbc4", weight: 1, fill: false } })
-        .bindTooltip(`${f.properties.name}: ${f.properties.items} items`).addTo(state.map);
+      L.geoJSON(f, { style: { color: "#80cbc4", weight: 1, fill: false }, interactive: false }).addTo(state.map);
+      if (f.properties.items <= 5000) outlineChips(f.properties.id);
     }
     state.map.fitBounds(all.reduce((a, b) => a.extend(b)));
     state.map.on("click", (e) => searchPoint(e.latlng));
