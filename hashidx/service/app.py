@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hashidx.errors import HashidxError
-from hashidx.service.archive import Archive, NotFound, Unacceptable, results_records, trim
+from hashidx.service.archive import Archive, NotFound, Unacceptable, results_records
 from hashidx.service.settings import ServeSettings
 from hashidx.version import __version__
 
@@ -152,8 +152,8 @@ def create_app(archive: Archive, settings: ServeSettings) -> FastAPI:
     # the search itself (benchmarks/serve_load.py).
     @app.post("/search/items")
     def search_items(query: ItemsQuery) -> JSONResponse:
-        results, left_out = archive.search_items(query.positive, query.negative, query.k)
-        return JSONResponse({"queries": trim(results_records(archive, results, left_out), query.k)})
+        results = archive.search_items(query.positive, query.negative, query.k)
+        return JSONResponse({"queries": results_records(archive, results)})
 
     @app.get("/search/point")
     def search_point(
@@ -162,8 +162,8 @@ def create_app(archive: Archive, settings: ServeSettings) -> FastAPI:
         k: Annotated[int, Query(ge=1, le=1000)] = 20,
     ) -> JSONResponse:
         at = archive.item_at(lon, lat)
-        results, _ = archive.search_items([at], [], k)
-        return JSONResponse({"item": archive.item_record(at), "queries": trim(results_records(archive, results), k)})
+        results = archive.search_items([at], [], k)
+        return JSONResponse({"item": archive.item_record(at), "queries": results_records(archive, results)})
 
     @app.post("/search/image")
     async def search_image(
@@ -193,9 +193,8 @@ def create_app(archive: Archive, settings: ServeSettings) -> FastAPI:
 
         from hashidx.results.query import write_geojson
 
-        results, left_out = archive.search_items(query.positive, query.negative, query.k)
         buf = io.StringIO()
-        write_geojson([_without(results, left_out, query.k)], buf)
+        write_geojson([archive.search_items(query.positive, query.negative, query.k)], buf)
         return Response(
             buf.getvalue(),
             media_type="application/geo+json",
@@ -276,21 +275,6 @@ SECURITY_HEADERS = [
 def _box(b: tuple[float, float, float, float]) -> list[list[float]]:
     west, south, east, north = b
     return [[west, south], [east, south], [east, north], [west, north], [west, south]]
-
-
-def _without(results: Any, left_out: set[int], k: int) -> Any:
-    """Results with the left-out ids removed from each row, k kept."""
-    import numpy as np
-
-    keep = [[j for j, i in enumerate(row) if i >= 0 and i not in left_out][:k] for row in results.ids.tolist()]
-    width = max((len(r) for r in keep), default=0)
-    ids = np.full((len(keep), width), -1, np.int64)
-    dist = np.zeros((len(keep), width), np.int32)
-    for q, cols in enumerate(keep):
-        ids[q, : len(cols)] = results.ids[q, cols]
-        dist[q, : len(cols)] = results.distances[q, cols]
-    results.ids, results.distances, results.scores = ids, dist, None
-    return results
 
 
 def _authorised(request: Request, token: str) -> bool:

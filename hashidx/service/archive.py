@@ -63,8 +63,9 @@ class Archive:
         table = self.searcher.code_table()
         self.ids = table.ids
         self.items: dict[int, Item] = self.searcher.hold_items()  # in memory: no codes-file read per search
-        self._scene_of_item: dict[int, str] = {}
+        self._scene_ids: dict[str, list[int]] = {}  # each scene's chips, in id order
         self.scenes = self._scenes()
+        self._scene_of_item = {i: sid for sid, ids in self._scene_ids.items() for i in ids}
         self._by_crs = self._footprint_arrays()
         self._lock = threading.Lock()  # the encoder's radiometry is set per upload; one upload is read at a time
 
@@ -88,7 +89,7 @@ class Archive:
             west, south = rings[..., 0].min(), rings[..., 1].min()
             east, north = rings[..., 0].max(), rings[..., 1].max()
             sid = hashlib.sha256(str(file).encode()).hexdigest()[:12]
-            self._scene_of_item.update(dict.fromkeys(ids, sid))
+            self._scene_ids[sid] = sorted(ids)
             scenes[sid] = Scene(sid, file.name, file, self.items[ids[0]].crs, (west, south, east, north), len(ids))
         return scenes
 
@@ -107,7 +108,7 @@ class Archive:
     def scene_items(self, scene_id: str) -> list[int]:
         """The ids of a scene's indexed chips, in id order."""
         self.scene(scene_id)
-        return sorted(i for i, sid in self._scene_of_item.items() if sid == scene_id)
+        return self._scene_ids[scene_id]
 
     def describe(self) -> dict:
         sidecar = self.searcher.sidecar
@@ -147,13 +148,10 @@ class Archive:
 
     # --- searches ---------------------------------------------------------------------------------------------
 
-    def search_items(
-        self, positive: list[int], negative: list[int] | None = None, k: int = 20
-    ) -> tuple[Results, set[int]]:
+    def search_items(self, positive: list[int], negative: list[int] | None = None, k: int = 20) -> Results:
         """Items like the `positive` examples and unlike the `negative` ones, by their codes (a single positive is
         `hashidx query` of its code). Several examples combine bit-wise: the sign of the positives' mean ±1 code
-        minus the negatives' (ties +1). Marked negatives never come back. Returns the results and the ids left
-        out."""
+        minus the negatives' (ties +1). Marked negatives never come back: they are searched past and cut out."""
         negative = negative or []
         if not positive:
             raise HashidxError("give at least one positive example (an item id)")
@@ -170,7 +168,7 @@ class Archive:
         label = self.items[positive[0]].label if len(positive) == 1 else None
         qs = QuerySet([name], code, [], [self.items[positive[0]].file], [label], None, "items")
         results = self.searcher.search(qs, min(k + len(negative), len(self.ids)), "none")
-        return results, set(negative)
+        return _left_out(results, set(negative), k)
 
     def _footprint_arrays(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Per CRS, the ids and bounds of the items with a footprint in it: what a point is looked up in."""
@@ -290,14 +288,13 @@ def sniff_image(data: bytes) -> tuple[str, int]:
     raise Unacceptable("the upload is not a JPEG, PNG or TIFF image; send one of those", 415)
 
 
-def results_records(archive: Archive, results: Results, left_out: set[int] | None = None) -> list[dict]:
+def results_records(archive: Archive, results: Results) -> list[dict]:
     """Each query's ranked results as the API shows them: rank, distance, score and the item's record."""
     out = []
-    left_out = left_out or set()
     for qi, name in enumerate(results.queries):
         hits: list[dict] = []
         for j, (d, i) in enumerate(zip(results.distances[qi].tolist(), results.ids[qi].tolist())):
-            if i < 0 or i in left_out:
+            if i < 0:
                 continue
             score = None if results.scores is None else round(float(results.scores[qi][j]), 6)
             hits.append({"rank": len(hits) + 1, "distance": int(d), "score": score, **archive.item_record(i)})
@@ -305,5 +302,15 @@ def results_records(archive: Archive, results: Results, left_out: set[int] | Non
     return out
 
 
-def trim(records: list[dict], k: int) -> list[dict]:
-    return [{**r, "results": r["results"][:k]} for r in records]
+def _left_out(results: Results, ids: set[int], k: int) -> Results:
+    """The results without `ids`, k kept per query (scores and distances follow their items)."""
+    keep = [[j for j, i in enumerate(row) if i >= 0 and i not in ids][:k] for row in results.ids.tolist()]
+    width = max((len(r) for r in keep), default=0)
+    rows = np.arange(len(keep))[:, None]
+    cols = np.asarray([r + [0] * (width - len(r)) for r in keep], np.int64).reshape(len(keep), width)
+    filled = np.arange(width)[None, :] < np.asarray([len(r) for r in keep])[:, None]
+    results.ids = np.where(filled, results.ids[rows, cols], -1)
+    results.distances = np.where(filled, results.distances[rows, cols], 0).astype(results.distances.dtype)
+    if results.scores is not None:
+        results.scores = np.where(filled, results.scores[rows, cols], np.nan)
+    return results
