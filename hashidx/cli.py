@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from hashidx.errors import HashidxError
-from hashidx.io.progress import set_quiet
+from hashidx.io.progress import set_quiet, warn
 from hashidx.version import __version__
 
 
@@ -96,6 +96,7 @@ def main(ctx: click.Context, quiet: bool, debug: bool) -> None:
 
     \b
     Pipeline:  features → train → build-index → (add) → query (--html gallery) / evaluate
+    Feedback:  query INDEX EXAMPLES.tsv; learn INDEX --marks MARKS.tsv -o OUT; serve INDEX --learn-dir DIR
     Data:      hashidx datasets list; hashidx datasets download ucmerced --root data
     Try it:    hashidx demo  (or: hashidx demo --data data/ucmerced --views 1)
     Inspect:   hashidx info FILE
@@ -354,6 +355,9 @@ def features(
 ) -> None:
     """Extract backbone features of DATA (class folders or a path<TAB>label list) into an HDF5 cache.
 
+    DATA without labels is read too: a folder of images or scenes, one raster, or a list of image paths
+    (one a line); 'train --method itq' codes such an archive, and 'hashidx learn' learns from marks on it.
+
     Progress is kept in OUTPUT.partial while it runs: rerunning an interrupted command resumes it.
     With --labels the cache carries multi-label annotations, and runs trained on it are multi-label.
     GeoTIFFs and other rasters are read through GDAL with --bands and one dataset-wide --scale; with
@@ -369,7 +373,7 @@ def features(
     from hashidx.features.extract import write_features
     from hashidx.methods.inputs import dataset_inputs
 
-    ds, radiometry = dataset_inputs(data, bands, scale, _tiling(tile, min_valid))
+    ds, radiometry = dataset_inputs(data, bands, scale, _tiling(tile, min_valid), labels_required=False)
     if labels is not None:
         ds = relabel(ds, read_label_table(labels), labels)
     write_features(
@@ -395,7 +399,7 @@ def features(
     geo = "" if footprints is None else f", {sum(map(bool, footprints.crs))} with footprints"
     look = "" if radiometry == RGB else f", {radiometry.describe()}"
     click.echo(
-        f"{output}: {n} images, {len(ds.classes)} classes, "
+        f"{output}: {n} images, {len(ds.classes) if ds.labelled else 'no'} classes, "
         f"{head.features.shape[1]}-d {backbone} features ({head.runtime}){look}{geo}"
     )
 
@@ -665,6 +669,14 @@ def add(
 @click.option(
     "--allow-model-mismatch", is_flag=True, help="Search even if the model is not the one the codes came from."
 )
+@click.option(
+    "--rule",
+    type=click.Choice(["mean", "fusion"]),
+    default="fusion",
+    show_default=True,
+    help="How an examples file's several examples combine: fusion (reciprocal-rank fusion of each example's own "
+    "list, the negatives' subtracted) or mean (u-space: mean of the positives minus mean of the negatives).",
+)
 @RERANK_OPTION
 @ON_ERROR_OPTION
 @MODEL_READING_OPTIONS
@@ -683,6 +695,7 @@ def query(
     html_path: Path | None,
     batch_size: int,
     allow_model_mismatch: bool,
+    rule: str,
     rerank: str | None,
     on_error: str,
     tile: str | None,
@@ -698,7 +711,10 @@ def query(
       - an image or scene, a folder of images, or image paths one a line or in a CSV/TSV with a 'path'
         column (encoded with --model; with --tile, scenes are cut into chips and each chip queries);
       - a feature cache from 'hashidx features' (its rows, through the --model head);
-      - a codes file (codes.h5 layout): searched as is, no model needed.
+      - a codes file (codes.h5 layout): searched as is, no model needed;
+      - an examples file: a TSV/CSV with the header 'query, example, mark', one row per example (an indexed
+        id or an image path, marked + or -); rows sharing a query name are one "more like these, not like
+        those" query (--rule); items given as negatives never come back.
 
     Results are ordered by Hamming distance, then (queries through the network) re-ranked by uᵀv, in
     the score column; ties come out by id ascending. The --html gallery frames a result green or red
@@ -720,9 +736,20 @@ def query(
         engine,
         shards,
     )
-    totals = query_to_file(
-        searcher, query_file, output, fmt, k, batch_size, on_error, rerank, keep=html_path is not None
-    )
+    from hashidx.data.queryfile import read_examples_file
+
+    examples = read_examples_file(query_file)
+    if examples is not None:
+        from hashidx.results.examples import query_examples_file
+        from hashidx.results.query import QueryTotals, write_results
+
+        answered = query_examples_file(searcher, examples, query_file.parent, k, rule, rerank, batch_size)
+        write_results(answered, output, fmt)
+        totals = QueryTotals(sum(map(len, answered)), len(answered), [], answered)
+    else:
+        totals = query_to_file(
+            searcher, query_file, output, fmt, k, batch_size, on_error, rerank, keep=html_path is not None
+        )
     _report_skipped(totals.skipped, "no result rows for them")
     click.echo(f"{output}: {totals.results} results for {totals.queries} queries")
     if html_path is not None:
@@ -845,6 +872,67 @@ def bench(
 
 
 @main.command()
+@click.argument("index_path", metavar="INDEX", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--marks",
+    "marks_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Marks file: 'item_id<TAB>concept<TAB>+|-' lines (or a JSON list); a later line for an item and concept "
+    "replaces an earlier one.",
+)
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="New folder for the model.")
+@click.option(
+    "--features",
+    "features_path",
+    type=click.Path(path_type=Path),
+    help="Feature cache of the archive's items [default: the one the index's run was trained from].",
+)
+@click.option("--bits", type=int, default=None, help="Code length [default: the index's].")
+@click.option("--iterations", type=int, default=10, show_default=True, help="AHCL outer iterations.")
+@click.option(
+    "--background",
+    type=int,
+    default=200,
+    show_default=True,
+    help="Unmarked items drawn at random as unlike every concept (what a concept with positives only learns from).",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@_one_line_errors
+def learn(
+    index_path: Path,
+    marks_path: Path,
+    output: Path,
+    features_path: Path | None,
+    bits: int | None,
+    iterations: int,
+    background: int,
+    seed: int,
+) -> None:
+    """Learn a model and index from marks on INDEX's items: AHCL with the concepts as classes.
+
+    The marked items' codes are learned by the solver; every other item is re-encoded through the new head from
+    its cached backbone features (no image is read). OUTPUT gets model.pt, codes.h5, index.faiss (+ .json), the
+    marks and learn.json, and appears whole or not at all; INDEX and its model are left as they were (undo: keep
+    using them).
+    """
+    from hashidx.feedback.learn import LearnSettings, learn_run
+
+    if iterations < 1 or background < 0:
+        raise HashidxError("--iterations must be at least 1 and --background at least 0")
+    record = learn_run(
+        index_path, marks_path, output, features_path, bits, LearnSettings(iterations, background=background, seed=seed)
+    )
+    click.echo(
+        f"{output}: {record['items']} items re-encoded, {record['marks']} marks on {len(record['concepts'])} "
+        f"concept(s) ({', '.join(record['concepts'])}) in {sum(record['times_s'].values()):.1f}s; search with "
+        f"'hashidx query {output}/index.faiss --model {output}/model.pt'"
+    )
+    if record["left_out_without_features"]:
+        warn(f"{record['left_out_without_features']} indexed item(s) have no cached features and are not in {output}")
+
+
+@main.command()
 @click.argument("index_path", metavar="INDEX", type=click.Path(path_type=Path))
 @click.option("--model", "model_path", type=click.Path(path_type=Path), help="model.pt of the run; needed to search "
               "by image (search by item and by place needs none).")  # fmt: skip
@@ -861,6 +949,12 @@ def bench(
               "most 10 s); one more is answered 503 with Retry-After instead of queueing.")  # fmt: skip
 @click.option("--cors-origin", default=None, help="The one web origin allowed to call the API from a browser "
               "[default: none].")  # fmt: skip
+@click.option("--learn-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Make the service writable: keep marks (DIR/marks.tsv) and learn models from them "
+              "(DIR/learned/NNNN/), with undo [default: read-only].")  # fmt: skip
+@click.option("--features", "features_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The archive's feature cache that --learn-dir learns from [default: the one INDEX's run "
+              "recorded].")  # fmt: skip
 @RUNTIME_OPTION
 @_one_line_errors
 def serve(
@@ -874,11 +968,14 @@ def serve(
     max_concurrency: int,
     max_queue: int,
     cors_origin: str | None,
+    learn_dir: Path | None,
+    features_path: Path | None,
     runtime: str,
 ) -> None:
     """Search INDEX over HTTP: a map page at / and a JSON API (/docs), loaded once and answered warm.
 
-    Read-only. Items and scenes are addressed by id; no request names a file.
+    Read-only unless --learn-dir names a folder for marks and learned models. Items and scenes are addressed by
+    id; no request names a file.
     """
     from hashidx.service.server import serve as run
     from hashidx.service.settings import ServeSettings
@@ -895,6 +992,8 @@ def serve(
         max_concurrency,
         max_queue,
         cors_origin=cors_origin,
+        learn_dir=learn_dir,
+        features=features_path,
     )
     run(settings, say=lambda m: click.echo(m, err=True))
 

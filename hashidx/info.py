@@ -258,12 +258,36 @@ def _json(path: Path, obj: dict) -> dict:
 RUN_FILES = ("codes.h5", "model.pt", "split.json")
 
 
+def _learned_folder(path: Path) -> dict:
+    """A folder `hashidx learn` wrote: what it learned from, and its model, codes, index and marks."""
+    record = _read_json(path / "learn.json")
+    facts = {k: record.get(k) for k in ("concepts", "marks", "items", "bits", "base_index", "features")}
+    facts["seconds"] = round(sum(record.get("times_s", {}).values()), 2)
+    parts = (
+        ("model.pt", "the learned model"),
+        ("codes.h5", "every item's code"),
+        ("index.faiss", "the index"),
+        ("marks.tsv", "the marks it learned from"),
+    )
+    companions = [
+        _companion(path / name, "present" if (path / name).is_file() else "missing", what) for name, what in parts
+    ]
+    return {
+        "kind": "hashidx-learned",
+        "what": "learned folder ('hashidx learn')",
+        "facts": facts,
+        "companions": companions,
+    }
+
+
 def _run_folder(path: Path) -> dict:
     """A folder `hashidx train` wrote: its training log's facts, and whether its files still belong together."""
+    if (path / "learn.json").is_file():
+        return _learned_folder(path)
     if not (path / "train.json").is_file():
         raise HashidxError(
-            f"{path}: a folder, but not a run folder (no train.json); pass one file, or the folder 'hashidx "
-            "train -o' wrote"
+            f"{path}: a folder, but not a run folder (no train.json or learn.json); pass one file, or the "
+            "folder 'hashidx train -o' or 'hashidx learn -o' wrote"
         )
     log = _json(path / "train.json", _read_json(path / "train.json"))
     codes = path / "codes.h5"

@@ -77,3 +77,20 @@ def ucmd_features(ucmd_slice, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("features") / "ucmd5.h5"
     compute_features(load_dataset(ucmd_slice), "efficientnet-lite0").save(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def itq_index(ucmd_features, tmp_path_factory) -> Path:
+    """The index of an ITQ run at 32 bits on the slice's features (RUN/ beside it): an archive nobody labelled."""
+    from click.testing import CliRunner
+
+    from hashidx.cli import main
+
+    out = tmp_path_factory.mktemp("itq")
+    for args in (
+        ["train", ucmd_features, "--method", "itq", "--bits", "32", "-o", out / "run"],
+        ["build-index", out / "run" / "codes.h5", "-o", out / "base.faiss"],
+    ):
+        result = CliRunner().invoke(main, ["--quiet", *map(str, args)])
+        assert result.exit_code == 0, result.output
+    return out / "base.faiss"

@@ -108,4 +108,4 @@ def test_results_galleries_run_folders_and_added_codes_are_named_truly(run, ucmd
 
 def test_a_folder_that_is_not_a_run_is_one_line(tmp_path):
     result = _invoke("info", str(tmp_path))
-    assert result.exit_code == 1 and "not a run folder (no train.json)" in result.output
+    assert result.exit_code == 1 and "not a run folder (no train.json or learn.json)" in result.output

@@ -1,6 +1,6 @@
 """The package's import graph: no cycles (imports inside functions included) and every import points downwards.
 
-The layers, bottom to top, follow the data flow: images → features → codes → index → results.
+The layers, bottom to top, follow the data flow: images → features → codes → index → results → feedback → service.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ LAYERS = (
     "methods",
     "index",
     "results",
+    "feedback",
     "evaluation",
     "service",
     "info",

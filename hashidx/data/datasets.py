@@ -1,4 +1,5 @@
-"""Datasets: a folder of class folders, or a list file of `path<TAB>label` lines."""
+"""Datasets: a folder of class folders, or a list file of `path<TAB>label` lines; unlabelled, a folder of images
+or scenes, one raster, or a list of paths."""
 
 from __future__ import annotations
 
@@ -25,6 +26,11 @@ class Dataset:
     labels: np.ndarray  # int64 (n,) index into classes, or uint8 (n x C) multi-hot rows over them
     classes: tuple[str, ...]
     geo: Footprints | None = None  # each item's place on Earth, where its source is georeferenced
+
+    @property
+    def labelled(self) -> bool:
+        """False for an archive read without labels (no classes; every label -1)."""
+        return bool(self.classes)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -65,8 +71,16 @@ def _is_image(p: Path) -> bool:
     return p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
 
 
-def _from_folders(root: Path) -> Dataset:
+def unlabelled(root: Path, paths: Sequence[str]) -> Dataset:
+    """Items with no class: what an archive is before anyone has marked it."""
+    return Dataset(root, tuple(paths), np.full(len(paths), -1, dtype=np.int64), ())
+
+
+def _from_folders(root: Path, labels_required: bool) -> Dataset:
     class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    loose = sorted(p for p in root.iterdir() if _is_image(p))
+    if not labels_required and loose and not class_dirs:
+        return unlabelled(root, [p.name for p in loose])
     if not class_dirs:
         raise HashidxError(
             f"{root}: no class folders found; expected DATA/<class>/<image> or a list file of 'path<TAB>label' lines"
@@ -110,7 +124,7 @@ def binary_kind(head: bytes) -> str | None:
     return None
 
 
-def read_list(list_file: Path) -> Dataset:
+def read_list(list_file: Path, labels_required: bool = True) -> Dataset:
     """A `path<TAB>label` list file; paths are relative to its folder and are not opened here."""
     raw = list_file.read_bytes()
     kind = binary_kind(raw[:8])
@@ -123,6 +137,8 @@ def read_list(list_file: Path) -> Dataset:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise HashidxError(f"{list_file}: not UTF-8 text (byte {exc.start}); save the list as UTF-8") from None
+    if not labels_required and _plain_paths(text):
+        return unlabelled(list_file.parent, _plain_paths(text))
     rows = parse_list_text(text, list_file)
     classes = tuple(sorted({label for _, label in rows}))
     index = {c: k for k, c in enumerate(classes)}
@@ -131,18 +147,31 @@ def read_list(list_file: Path) -> Dataset:
     )
 
 
-def load_dataset(source: str | Path) -> Dataset:
-    """Read a class-folder dataset or a list file; refuse duplicates and single-class sets."""
+def _plain_paths(text: str) -> list[str]:
+    """A list of image paths (or chips) with no labels, one a line, or [] for anything else (a labelled list)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+    images = all(Path(line.split("#", 1)[0]).suffix.lower() in IMAGE_SUFFIXES for line in lines)
+    return lines if lines and images else []
+
+
+def load_dataset(source: str | Path, labels_required: bool = True) -> Dataset:
+    """Read a class-folder dataset or a list file; refuse duplicates and single-class sets.
+
+    Without `labels_required`, an archive with no labels is read too: a folder of images or scenes, one image or
+    raster file, or a list of paths (one per line); its items have no classes (Dataset.labelled is False).
+    """
     source = Path(source)
     if source.is_dir():
-        ds = _from_folders(source)
+        ds = _from_folders(source, labels_required)
+    elif source.is_file() and not labels_required and source.suffix.lower() in IMAGE_SUFFIXES:
+        ds = unlabelled(source.parent, [source.name])
     elif source.is_file():
-        ds = read_list(source)
+        ds = read_list(source, labels_required)
     else:
         raise HashidxError(f"{source}: no such dataset folder or list file")
     dup = first_duplicate(ds.paths)
     if dup is not None:
         raise HashidxError(f"{source}: image {dup!r} is listed twice; remove the duplicate line")
-    if len(ds.classes) < 2:
+    if ds.labelled and len(ds.classes) < 2:
         raise HashidxError(f"{source}: only one class ({ds.classes[0]!r}); supervised hashing needs at least two")
     return ds

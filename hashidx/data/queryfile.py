@@ -105,13 +105,16 @@ def split_queries(path: Path) -> list[tuple[str, Path]] | None:
 
 
 def image_list(source: str | Path) -> list[tuple[str, Path]]:
-    """(name, path) of the images to add or query: an image file itself, every image under a folder (sorted), a
-    run's split.json (its query images), or a query-style list file."""
+    """(name, path) of the images to add or query: an image file or one chip of a scene (`scene.tif#c,r,w,h`), every
+    image under a folder (sorted), a run's split.json (its query images), or a query-style list file."""
     source = Path(source)
     queries = split_queries(source)
     if queries is not None:
         return queries
     if source.is_file() and source.suffix.lower() in IMAGE_SUFFIXES:  # one image or scene, not a list of them
+        return [(source.name, source.resolve())]
+    scene, window = split_chip(source)
+    if window is not None and scene.is_file():  # one chip of a scene: `scene.tif#COL,ROW,WIDTH,HEIGHT`
         return [(source.name, source.resolve())]
     if source.is_dir():
         found = sorted(
@@ -123,3 +126,43 @@ def image_list(source: str | Path) -> list[tuple[str, Path]]:
             raise HashidxError(f"{source}: no JPEG/PNG/TIFF images in this folder")
         return [(p.relative_to(source).as_posix(), p.resolve()) for p in found]
     return read_query_file(source)
+
+
+EXAMPLE_COLUMNS = ("query", "example", "mark")
+
+
+def read_examples_file(path: str | Path) -> list[tuple[str, list[str], list[str]]] | None:
+    """Multi-example queries from a TSV/CSV whose header is `query, example, mark`: rows sharing a query name make
+    one query; an example is an indexed item's id or an image path (relative to the file's folder); mark is + or -.
+    None for any other file (a plain query list)."""
+    path = Path(path)
+    if not path.is_file() or path.suffix.lower() in (".h5", ".hdf5", ".json") + IMAGE_SUFFIXES:
+        return None
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (UnicodeDecodeError, OSError):
+        return None
+    lines = [l for l in text.splitlines() if l.strip() and not l.lstrip().startswith("#")]
+    delim = "\t" if lines and "\t" in lines[0] else ","
+    if not lines or tuple(c.strip().lower() for c in lines[0].split(delim)) != EXAMPLE_COLUMNS:
+        return None
+    queries: dict[str, tuple[list[str], list[str]]] = {}
+    for n, row in enumerate(csv.reader(io.StringIO("\n".join(lines[1:])), delimiter=delim), 2):
+        if len(row) != 3 or not row[0].strip() or not row[1].strip():
+            raise HashidxError(f"{path}:{n}: expected 'query{delim}example{delim}mark' (+ or -), got {row!r}")
+        name, example, mark = (x.strip() for x in row)
+        if mark not in ("+", "-"):
+            raise HashidxError(f"{path}:{n}: mark {mark!r} is neither + nor -")
+        if not example.isdigit() and not split_chip((path.parent / example).resolve())[0].is_file():
+            raise HashidxError(
+                f"{path}:{n}: example {example!r} is neither an indexed id nor an image (paths are relative to "
+                f"{path.parent})"
+            )
+        pos, neg = queries.setdefault(name, ([], []))
+        (pos if mark == "+" else neg).append(example)
+    if not queries:
+        raise HashidxError(f"{path}: no example rows under the 'query, example, mark' header")
+    for name, (pos, _) in queries.items():
+        if not pos:
+            raise HashidxError(f"{path}: query {name!r} has only negative examples; give it at least one '+'")
+    return [(name, pos, neg) for name, (pos, neg) in queries.items()]

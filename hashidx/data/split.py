@@ -44,7 +44,9 @@ class Split:
 
 def make_split(ds: Dataset, query_fraction: float = 0.2, seed: int = 0) -> Split:
     """Take round(fraction * class size) queries from each class, at random under `seed`; multi-label data
-    are split by iterative stratification."""
+    are split by iterative stratification. An unlabelled archive has nothing to evaluate: all of it is database."""
+    if not ds.labelled:
+        return Split(seed, 0.0, (), ds.paths)
     if not 0.0 < query_fraction < 1.0:
         raise HashidxError(f"query fraction must be between 0 and 1, got {query_fraction}")
     rng = np.random.default_rng(seed)

@@ -166,17 +166,20 @@ def save(
     codes_path: str | Path,
     codes_attrs: dict,
     codes_sha256: str | None = None,
+    recorded_folder: str | Path | None = None,
 ) -> dict:
-    """Write FAISS's own file and the sidecar `PATH.json`, each atomically; `codes_attrs` are the codes file's."""
+    """Write FAISS's own file and the sidecar `PATH.json`, each atomically; `codes_attrs` are the codes file's.
+    `recorded_folder` is where the index and its codes will live, for a folder written under a temporary name."""
     path = Path(path)
     codes_path = Path(codes_path)
+    final_codes = codes_path.resolve() if recorded_folder is None else Path(recorded_folder).resolve() / codes_path.name
     sidecar = {
         "kind": "hashidx-index",
         "format": INDEX_FORMAT,
         **params,
         "codes_file": os.path.relpath(codes_path.resolve(), path.resolve().parent),
         # Where it was, for an index copied elsewhere alone; codes_file, relative, is for the two moved together.
-        "codes_path": str(codes_path.resolve()),
+        "codes_path": str(final_codes),
         "codes_sha256": codes_sha256 or sha256_file(codes_path),
         "method": codes_attrs.get("method"),
         "model_sha256": codes_attrs.get("model_sha256"),

@@ -35,10 +35,12 @@ def dataset_inputs(
     scale: str | None = None,
     tiling: Tiling | None = None,
     seed: int = 0,
+    labels_required: bool = True,
 ) -> tuple[Dataset, Radiometry]:
     """DATA (class folders or a list file), cut into chips with `tiling`, and the bands and scaling its images are
-    read with: --bands, and --scale auto (percentiles over a sample), LO:HI pairs, or a file whose choice to reuse."""
-    ds = load_dataset(source)
+    read with: --bands, and --scale auto (percentiles over a sample), LO:HI pairs, or a file whose choice to reuse.
+    Without `labels_required` an unlabelled archive (a folder of scenes, one raster, a list of paths) is read too."""
+    ds = load_dataset(source, labels_required)
     if tiling is not None:
         ds, tiled = ds.tiled(tiling)
         report_tiles(tiled, tiling)

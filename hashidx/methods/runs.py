@@ -103,6 +103,33 @@ def load_or_extract(
     return cache, path.resolve()
 
 
+def frozen_model_config(
+    cache: FeatureCache, method: str, config: TrainConfig, classes: tuple[str, ...], multilabel: bool, **more: object
+) -> dict:
+    """What model.pt records of a head on a feature cache's backbone: enough to read and encode any later image
+    the way the cache's images were (`more`: what else the command records)."""
+    return {
+        "method": method,
+        "bits": config.bits,
+        "backbone": cache.backbone,
+        "image_size": cache.image_size,
+        "views": cache.views,
+        "weights": cache.weights,
+        "layers": cache.layers,
+        "runtime": cache.runtime,
+        **cache.radiometry.attrs(),
+        "feature_dim": int(cache.features.shape[1]),
+        "classes": list(classes),
+        "multilabel": multilabel,
+        "hidden": config.hidden,
+        "dropout": config.dropout,
+        "feature_normalisation": "standardise with the training pool's mean/std (buffers in state_dict)",
+        "seed": config.seed,
+        **more,
+        "hashidx_version": __version__,
+    }
+
+
 def pool_positions(n_db: int, train_pool: float | None, seed: int) -> np.ndarray:
     """Database positions whose images train the network: N items, a fraction, or all."""
     if train_pool is None:
@@ -183,7 +210,11 @@ def train_run(
     # One writer per run folder; a failed run leaves no folder it created behind, unless it can resume.
     with writing(out), output_folder(out, keep="resume.pt"):
         t0 = time.perf_counter()
-        inputs = None if is_feature_file(source) else dataset_inputs(source, bands, scale, tiling, split_seed)
+        inputs = (
+            None
+            if is_feature_file(source)
+            else dataset_inputs(source, bands, scale, tiling, split_seed, labels_required=False)
+        )
         if finetune:
             assert inputs is not None
             cache, features_path, (ds, radiometry) = None, None, inputs
@@ -195,6 +226,11 @@ def train_run(
             ds, radiometry = cache.dataset, cache.radiometry
         if labels is not None:
             ds = relabel(ds, read_label_table(labels), labels)
+        if not ds.labelled and method in ("ahcl", "symmetric"):
+            raise HashidxError(
+                f"{source}: the images have no labels (no class folders); --method {method} learns from classes: "
+                "use --method itq for an unsupervised run, give --labels, or mark items and run 'hashidx learn'"
+            )
         t_features = time.perf_counter() - t0
         # model.pt and resume.pt (weights, SGD momentum and more), each a few times the network; say so now,
         # not after the training.
@@ -258,25 +294,7 @@ def train_run(
             ).hexdigest()
         else:
             assert cache is not None and features_path is not None  # the frozen path always has its feature cache
-            model_config = {
-                "method": method,
-                "bits": bits,
-                "backbone": cache.backbone,
-                "image_size": cache.image_size,
-                "views": cache.views,
-                "weights": cache.weights,
-                "layers": cache.layers,
-                "runtime": cache.runtime,
-                **radiometry.attrs(),
-                "feature_dim": int(cache.features.shape[1]),
-                "classes": list(ds.classes),
-                "multilabel": ds.labels.ndim == 2,
-                "hidden": config.hidden,
-                "dropout": config.dropout,
-                "feature_normalisation": "standardise with the training pool's mean/std (buffers in state_dict)",
-                "seed": seed,
-                "hashidx_version": __version__,
-            }
+            model_config = frozen_model_config(cache, method, config, ds.classes, ds.labels.ndim == 2)
             network = cache.features[db_idx[pool]]
             data_id = sha256_file(features_path)
         fingerprint = json.dumps(

@@ -6,6 +6,7 @@ from hashidx.io.lazy import lazy_exports
 
 # The names this subpackage exports; each loads its module on first use (hashidx.io.lazy).
 if TYPE_CHECKING:
+    from hashidx.results.examples import Examples, search_examples
     from hashidx.results.gallery import write_gallery
     from hashidx.results.query import Results, Searcher, run_query, write_results
 

@@ -18,7 +18,9 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hashidx.errors import HashidxError
-from hashidx.service.archive import Archive, NotFound, Unacceptable, results_records
+from hashidx.feedback.marks import Mark
+from hashidx.feedback.workspace import Busy
+from hashidx.service.archive import Archive, Conflict, NotFound, ReadOnly, Unacceptable, results_records
 from hashidx.service.settings import ServeSettings
 from hashidx.version import __version__
 
@@ -29,6 +31,21 @@ CSP = (
     "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
 )
 UNGUARDED = ("/health",)  # what answers without a token and never waits for a slot
+
+
+class MarkIn(BaseModel):
+    item: int = Field(description="an indexed item's id")
+    concept: str = Field(min_length=1, max_length=100, pattern=r"^[^\t\n\r]+$", description="what the mark is about")
+    mark: str = Field(pattern=r"^[+-]$", description="+ (it is) or - (it is not)")
+
+
+class MarksIn(BaseModel):
+    """Marks to add: items by id, or every item whose centre lies in a lon/lat box (west, south, east, north)."""
+
+    marks: list[MarkIn] = Field(default=[], max_length=1000)
+    box: list[float] | None = Field(default=None, min_length=4, max_length=4)
+    concept: str | None = Field(default=None, min_length=1, max_length=100, pattern=r"^[^\t\n\r]+$")
+    mark: str = Field(default="+", pattern=r"^[+-]$")
 
 
 class ItemsQuery(BaseModel):
@@ -62,8 +79,7 @@ def create_app(archive: Archive, settings: ServeSettings) -> FastAPI:
 
     @app.exception_handler(HashidxError)
     async def library_error(request: Request, exc: HashidxError) -> JSONResponse:
-        status = 404 if isinstance(exc, NotFound) else exc.status if isinstance(exc, Unacceptable) else 400
-        return error(status, str(exc))
+        return error(_status(exc), str(exc))
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -201,6 +217,34 @@ def create_app(archive: Archive, settings: ServeSettings) -> FastAPI:
             headers={"Content-Disposition": 'attachment; filename="hashidx-results.geojson"'},
         )
 
+    # Learning from marks: only where the service was started with a place to keep them (--learn-dir).
+    @app.get("/marks")
+    def marks() -> dict:
+        ws = archive.workspace
+        rows = [] if ws is None else ws.marks.rows
+        return {"marks": [{"item": m.item, "concept": m.concept, "mark": "+" if m.positive else "-"} for m in rows]}
+
+    @app.post("/marks")
+    def add_marks(body: MarksIn) -> dict:
+        rows = [Mark(m.item, m.concept.strip(), m.mark == "+") for m in body.marks]
+        if body.box is not None:
+            if body.concept is None:
+                raise HashidxError("box: name the concept its items are marked for")
+            rows += [Mark(i, body.concept.strip(), body.mark == "+") for i in archive.items_in_box(*body.box)]
+        if not rows:
+            raise HashidxError("no marks: give marks, or a box and a concept")
+        marks = archive.mark(rows)
+        return {"added": len(rows), "marks": len(marks), "concepts": list(marks.concepts)}
+
+    @app.post("/learn")
+    async def learn() -> dict:
+        """Learn a model from the marks so far and answer with it from now on (the old one answers meanwhile)."""
+        return await asyncio.to_thread(archive.learn)
+
+    @app.post("/undo")
+    def undo() -> dict:
+        return {"version": archive.undo()}
+
     static = resources.files("hashidx.service") / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
 
@@ -270,6 +314,18 @@ SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
 ]
+
+
+def _status(exc: HashidxError) -> int:
+    if isinstance(exc, NotFound):
+        return 404
+    if isinstance(exc, Unacceptable):
+        return exc.status
+    if isinstance(exc, ReadOnly):
+        return 403
+    if isinstance(exc, (Conflict, Busy)):
+        return 409
+    return 400
 
 
 def _box(b: tuple[float, float, float, float]) -> list[list[float]]:

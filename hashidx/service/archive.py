@@ -17,19 +17,29 @@ from pathlib import Path
 
 import numpy as np
 
-from hashidx.codes.binary import pack, sign, unpack
 from hashidx.codes.codefile import Item
 from hashidx.data.chips import Tiling
 from hashidx.data.footprints import from_lonlat, polygon
 from hashidx.data.rasters import default_bands, open_raster, split_chip
 from hashidx.errors import HashidxError
 from hashidx.features.runtime import DEFAULT_RUNTIME
+from hashidx.feedback.marks import Mark, Marks
+from hashidx.feedback.workspace import Workspace
+from hashidx.results.examples import Examples, indexed_examples, search_examples
 from hashidx.results.gallery import thumbnail_bytes
-from hashidx.results.query import QuerySet, Results, Searcher
+from hashidx.results.query import Results, Searcher
 
 
 class NotFound(HashidxError):
     """An id the archive does not hold (the app answers 404)."""
+
+
+class ReadOnly(HashidxError):
+    """A write to a service started without a place to write (the app answers 403)."""
+
+
+class Conflict(HashidxError):
+    """A request the service's state does not allow now: a second learn, an undo past the base (409)."""
 
 
 class Unacceptable(HashidxError):
@@ -58,16 +68,44 @@ UPLOAD_TYPES = {"JPEG": ".jpg", "PNG": ".png", "TIFF": ".tif", "GTiff": ".tif"}
 class Archive:
     """An index and model, warm: what `hashidx serve` answers from."""
 
-    def __init__(self, index: str | Path, model: str | Path | None, runtime: str = DEFAULT_RUNTIME):
-        self.searcher = Searcher(index, model, runtime=runtime).warm()
-        table = self.searcher.code_table()
+    def __init__(
+        self,
+        index: str | Path,
+        model: str | Path | None,
+        runtime: str = DEFAULT_RUNTIME,
+        workspace: Workspace | None = None,
+    ):
+        self.runtime = runtime
+        self.base = Searcher(index, model, runtime=runtime).warm()
+        # (name, searcher): the base, then the learned version answering now. A learn or an undo swaps the pair in
+        # one assignment, so a search that took the old one finishes on it.
+        self._current: tuple[str, Searcher] = ("base", self.base)
+        self.workspace = workspace
+        if workspace is not None and workspace.versions():
+            latest = workspace.versions()[-1]
+            self._current = (latest.name, self._load_version(latest))
+        table = self.base.code_table()
         self.ids = table.ids
-        self.items: dict[int, Item] = self.searcher.hold_items()  # in memory: no codes-file read per search
+        self.items: dict[int, Item] = self.base.hold_items()  # in memory: no codes-file read per search
         self._scene_ids: dict[str, list[int]] = {}  # each scene's chips, in id order
         self.scenes = self._scenes()
         self._scene_of_item = {i: sid for sid, ids in self._scene_ids.items() for i in ids}
         self._by_crs = self._footprint_arrays()
         self._lock = threading.Lock()  # the encoder's radiometry is set per upload; one upload is read at a time
+
+    @property
+    def searcher(self) -> Searcher:
+        """The index and model answering now: the base, or the latest learned version not undone."""
+        return self._current[1]
+
+    @property
+    def version(self) -> str:
+        return self._current[0]
+
+    def _load_version(self, folder: Path) -> Searcher:
+        searcher = Searcher(folder / "index.faiss", folder / "model.pt", runtime=self.runtime).warm()
+        searcher.hold_items()
+        return searcher
 
     # --- what the archive holds -------------------------------------------------------------------------------
 
@@ -125,6 +163,14 @@ class Archive:
                 "read_as": encoder.radiometry.describe(),
             },
             "items": len(self.items),
+            "learning": None
+            if self.workspace is None
+            else {
+                "version": self.version,
+                "versions": [p.name for p in self.workspace.versions()],
+                "marks": len(self.workspace.marks),
+                "concepts": list(self.workspace.marks.concepts),
+            },
             "with_footprints": int(sum(len(ids) for ids, _ in self._by_crs.values())),
             "scenes": len(self.scenes),
         }
@@ -149,26 +195,84 @@ class Archive:
     # --- searches ---------------------------------------------------------------------------------------------
 
     def search_items(self, positive: list[int], negative: list[int] | None = None, k: int = 20) -> Results:
-        """Items like the `positive` examples and unlike the `negative` ones, by their codes (a single positive is
-        `hashidx query` of its code). Several examples combine bit-wise: the sign of the positives' mean ±1 code
-        minus the negatives' (ties +1). Marked negatives never come back: they are searched past and cut out."""
+        """Items like the `positive` examples and unlike the `negative` ones (hashidx.results.examples, rule
+        `mean`): each example's u through the model from the archive's cached features where the service keeps
+        them, else its ±1 code. Marked negatives, and items with exactly their features, never come back."""
         negative = negative or []
         if not positive:
             raise HashidxError("give at least one positive example (an item id)")
         for i in (*positive, *negative):
             self.item(i)
-        table = self.searcher.code_table()
-        pos = unpack(table.lookup(np.asarray(positive, np.int64)), self.searcher.bits).astype(np.float32)
-        target = pos.mean(axis=0)
-        if negative:
-            neg = unpack(table.lookup(np.asarray(negative, np.int64)), self.searcher.bits).astype(np.float32)
-            target = target - neg.mean(axis=0)
-        code = pack(sign(target[None, :]))
+        searcher = self.searcher  # one version for the whole search, whatever a learn swaps in meanwhile
+        exclude = set(negative)
+        if self.workspace is not None:
+            known = np.intersect1d(np.asarray(negative, np.int64), self.workspace.archive.ids)
+            exclude |= set(self.workspace.archive.duplicates(known).tolist())
         name = ",".join(map(str, positive)) + ("" if not negative else " -" + ",-".join(map(str, negative)))
-        label = self.items[positive[0]].label if len(positive) == 1 else None
-        qs = QuerySet([name], code, [], [self.items[positive[0]].file], [label], None, "items")
-        results = self.searcher.search(qs, min(k + len(negative), len(self.ids)), "none")
-        return _left_out(results, set(negative), k)
+        examples = Examples(
+            name,
+            self._example_vectors(searcher, positive),
+            self._example_vectors(searcher, negative),
+            exclude,
+            self.items[positive[0]].file,
+        )
+        return search_examples(searcher, examples, min(k, len(self.ids)))
+
+    def _example_vectors(self, searcher: Searcher, ids: list[int]) -> np.ndarray:
+        rows = indexed_examples(searcher, [i for i in ids])
+        encoder = searcher.encoder
+        if self.workspace is None or encoder is None or encoder.finetuned or not ids:
+            return rows
+        archive = self.workspace.archive
+        wanted = np.asarray(ids, np.int64)
+        where = np.searchsorted(archive.ids, wanted).clip(0, len(archive.ids) - 1)
+        held = archive.ids[where] == wanted
+        if held.any():
+            rows[held] = encoder.embed_features(archive.features[where[held]])
+        return rows
+
+    # --- learning from marks ----------------------------------------------------------------------------------
+
+    def _writable(self) -> Workspace:
+        if self.workspace is None:
+            raise ReadOnly("this service is read-only: start it with --learn-dir DIR to keep marks and learn")
+        return self.workspace
+
+    def mark(self, rows: list[Mark]) -> Marks:
+        for m in rows:
+            self.item(m.item)
+        return self._writable().mark(rows)
+
+    def items_in_box(self, west: float, south: float, east: float, north: float) -> list[int]:
+        """The items whose footprint's centre lies in a lon/lat box: a drawn box's chips as examples."""
+        if not (-180 <= west < east <= 180 and -90 <= south < north <= 90):
+            raise HashidxError(f"box {west},{south},{east},{north}: give west < east and south < north in lon/lat")
+        return sorted(
+            i
+            for i, item in self.items.items()
+            if item.lonlat is not None and west <= item.lonlat[0] <= east and south <= item.lonlat[1] <= north
+        )
+
+    def learn(self) -> dict:
+        """A model and index learned from the marks so far, swapped in; the one before stays for undo."""
+        folder, record = self._writable().learn()
+        self._current = (folder.name, self._load_version(folder))
+        return {"version": folder.name, **{k: record[k] for k in ("concepts", "marks", "items", "times_s")}}
+
+    def undo(self) -> str:
+        """Back to the version before the one answering now (the learned folders stay on disk)."""
+        workspace = self._writable()
+        names = ["base"] + [p.name for p in workspace.versions()]
+        at = names.index(self.version)
+        if at == 0:
+            raise Conflict("nothing to undo: the base index is answering")
+        before = names[at - 1]
+        self._current = (
+            (before, self.base)
+            if before == "base"
+            else (before, self._load_version(workspace.folder / "learned" / before))
+        )
+        return before
 
     def _footprint_arrays(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Per CRS, the ids and bounds of the items with a footprint in it: what a point is looked up in."""
@@ -300,17 +404,3 @@ def results_records(archive: Archive, results: Results) -> list[dict]:
             hits.append({"rank": len(hits) + 1, "distance": int(d), "score": score, **archive.item_record(i)})
         out.append({"query": name, "results": hits})
     return out
-
-
-def _left_out(results: Results, ids: set[int], k: int) -> Results:
-    """The results without `ids`, k kept per query (scores and distances follow their items)."""
-    keep = [[j for j, i in enumerate(row) if i >= 0 and i not in ids][:k] for row in results.ids.tolist()]
-    width = max((len(r) for r in keep), default=0)
-    rows = np.arange(len(keep))[:, None]
-    cols = np.asarray([r + [0] * (width - len(r)) for r in keep], np.int64).reshape(len(keep), width)
-    filled = np.arange(width)[None, :] < np.asarray([len(r) for r in keep])[:, None]
-    results.ids = np.where(filled, results.ids[rows, cols], -1)
-    results.distances = np.where(filled, results.distances[rows, cols], 0).astype(results.distances.dtype)
-    if results.scores is not None:
-        results.scores = np.where(filled, results.scores[rows, cols], np.nan)
-    return results

@@ -17,12 +17,19 @@ def serve(settings: ServeSettings, say: Callable[[str], None] = print) -> None:
 
     settings = settings.checked()
     set_quiet(True)  # a request's encoding is no loop to watch: no progress lines in the server's log
-    archive = Archive(settings.index, settings.model, settings.runtime)
+    workspace = None
+    if settings.learn_dir is not None:
+        from hashidx.feedback.workspace import Workspace
+
+        workspace = Workspace(settings.learn_dir, settings.index, settings.features)
+    archive = Archive(settings.index, settings.model, settings.runtime, workspace)
     app = create_app(archive, settings)
     info = archive.describe()
     say(
         f"serving {settings.index} ({info['items']} items, {info['scenes']} scenes) at "
-        f"http://{settings.host}:{settings.port}/" + (" (token required)" if settings.token else "")
+        f"http://{settings.host}:{settings.port}/"
+        + (" (token required)" if settings.token else "")
+        + ("" if workspace is None else f"; marks and learned models in {settings.learn_dir}")
     )
     uvicorn.run(
         app,

@@ -39,6 +39,8 @@ class ServeSettings:
     queue_timeout_s: float = 10.0  # how long a queued request waits for a slot before its 503
     request_timeout_s: float = 60.0
     cors_origin: str | None = None  # the one origin allowed to call the API from a browser; none by default
+    learn_dir: Path | None = None  # where marks and learned models are kept; None: read-only
+    features: Path | None = None  # the archive's feature cache for learning [default: the one its run recorded]
 
     def checked(self) -> ServeSettings:
         """The settings with the token from the environment where none was given; refused where unsafe."""

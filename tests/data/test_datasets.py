@@ -39,3 +39,23 @@ def test_empty_class_folder_is_refused(image_folder, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(HashidxError, match="empty: class folder has no"):
         load_dataset(tmp_path)
+
+
+def test_unlabelled_archives_are_read_only_where_labels_are_not_needed(image_folder, tmp_path):
+    root = image_folder(tmp_path / "labelled")
+    loose = tmp_path / "archive" / "loose"
+    loose.mkdir(parents=True)
+    for p in sorted((root / "a").iterdir())[:3]:
+        (loose / p.name).symlink_to(p)
+    ds = load_dataset(loose, labels_required=False)
+    assert not ds.labelled and ds.classes == () and ds.labels.tolist() == [-1, -1, -1]
+    assert ds.paths == ("a0.png", "a1.png", "a2.png")
+    with pytest.raises(HashidxError, match="no class folders found"):
+        load_dataset(loose)
+    one = load_dataset(loose / "a1.png", labels_required=False)
+    assert one.paths == ("a1.png",) and one.root == loose and not one.labelled
+    (tmp_path / "archive" / "paths.txt").write_text("# archive\nloose/a0.png\nloose/a2.png\n")
+    listed = load_dataset(tmp_path / "archive" / "paths.txt", labels_required=False)
+    assert listed.paths == ("loose/a0.png", "loose/a2.png") and not listed.labelled
+    # class folders stay labelled even where labels are optional
+    assert load_dataset(root, labels_required=False).classes == ("a", "b")

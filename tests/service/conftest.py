@@ -3,12 +3,23 @@ orthophoto's 224 px chips and NAIP 2019's 128 px chips added to it."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import httpx
 import pytest
 from click.testing import CliRunner
 
 from hashidx.cli import main
 
 TOKEN = "a-test-token-of-some-length"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 def invoke(*args) -> str:
@@ -41,3 +52,82 @@ def archive(archive_files):
     from hashidx.service.archive import Archive
 
     return Archive(archive_files / "db.faiss", archive_files / "run" / "model.pt")
+
+
+@pytest.fixture(scope="session")
+def naip_archive(scenes, tmp_path_factory):
+    """An archive nobody labelled: NAIP 2009 and 2019 cut into 128 px chips, their features, ITQ codes, an index."""
+    out = tmp_path_factory.mktemp("naip")
+    (out / "scenes.txt").write_text(f"{scenes / 'naip_2009.tif'}\n{scenes / 'naip_2019.tif'}\n")
+    invoke("features", out / "scenes.txt", "--tile", "128", "--bands", "1,2,3", "--views", "1", "-o", out / "f.h5")
+    invoke("train", out / "f.h5", "--method", "itq", "--bits", "32", "-o", out / "run")
+    invoke("build-index", out / "run" / "codes.h5", "-o", out / "naip.faiss")
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start(
+    archive_files: Path, *extra: str, index: str = "db.faiss", model: str = "run/model.pt"
+) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hashidx",
+            "serve",
+            str(archive_files / index),
+            "--model",
+            str(archive_files / model),
+            "--port",
+            str(port),
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"hashidx serve exited: {proc.stderr.read()}")
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    proc.kill()
+    pytest.fail("hashidx serve did not answer within 90 s")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL where the graceful shutdown takes too long (a browser's idle connections)."""
+    proc.terminate()
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(30)
+
+
+def browser(playwright_api):
+    """Debian's chromium, headless, driven by Playwright (which cannot download a browser of its own here)."""
+    if CHROMIUM is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing: .ci/run installs it")
+        pytest.skip("chromium not installed")
+    return playwright_api.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+
+
+@pytest.fixture(scope="session")
+def launch():
+    """`hashidx serve` as a user starts it (a real uvicorn on 127.0.0.1): .start(folder, *options) → (process, url),
+    .stop(process), and .browser(playwright) for a headless Chromium."""
+    return SimpleNamespace(start=start, stop=stop, browser=browser)

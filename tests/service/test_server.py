@@ -6,90 +6,27 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start(archive_files: Path, *extra: str, index: str = "db.faiss") -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "hashidx",
-            "serve",
-            str(archive_files / index),
-            "--model",
-            str(archive_files / "run" / "model.pt"),
-            "--port",
-            str(port),
-            *extra,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"hashidx serve exited: {proc.stderr.read()}")
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    proc.kill()
-    pytest.fail("hashidx serve did not answer within 90 s")
-
 
 @pytest.fixture(scope="module")
-def server(archive_files):
-    proc, url = start(archive_files)
+def server(archive_files, launch):
+    proc, url = launch.start(archive_files)
     yield url
-    stop(proc)
+    launch.stop(proc)
 
 
-def stop(proc: subprocess.Popen) -> None:
-    """SIGTERM, then SIGKILL where the graceful shutdown takes too long (a browser's idle connections)."""
-    proc.terminate()
-    try:
-        proc.wait(60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(30)
-
-
-def browser_page(playwright_api):
-    """Debian's chromium, headless, driven by Playwright (which cannot download a browser of its own here)."""
-    if CHROMIUM is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is missing: .ci/run installs it")
-        pytest.skip("chromium not installed")
-    return playwright_api.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-
-
-def test_the_page_searches_by_place_and_by_upload_with_no_outside_request(server, ucmd_slice, tmp_path):
+def test_the_page_searches_by_place_and_by_upload_with_no_outside_request(server, ucmd_slice, tmp_path, launch):
     playwright = pytest.importorskip("playwright.sync_api")
     requests: list[str] = []
     with playwright.sync_playwright() as p:
-        browser = browser_page(p)
+        browser = launch.browser(p)
         page = browser.new_page(viewport={"width": 1280, "height": 800})
         page.on("request", lambda r: requests.append(r.url))
         page.goto(server + "/")
@@ -125,13 +62,13 @@ def test_the_page_searches_by_place_and_by_upload_with_no_outside_request(server
     assert requests and not outside, outside
 
 
-def test_an_archive_without_geography_gets_a_gallery_with_the_same_search(archive_files, hashidx_cli):
+def test_an_archive_without_geography_gets_a_gallery_with_the_same_search(archive_files, hashidx_cli, launch):
     hashidx_cli("build-index", archive_files / "run" / "codes.h5", "-o", archive_files / "photos.faiss")
-    proc, url = start(archive_files, index="photos.faiss")
+    proc, url = launch.start(archive_files, index="photos.faiss")
     playwright = pytest.importorskip("playwright.sync_api")
     try:
         with playwright.sync_playwright() as p:
-            browser = browser_page(p)
+            browser = launch.browser(p)
             page = browser.new_page()
             page.goto(url + "/")
             page.wait_for_selector("body[data-ready='1']", timeout=30_000)
@@ -147,8 +84,8 @@ def test_an_archive_without_geography_gets_a_gallery_with_the_same_search(archiv
         proc.wait(30)
 
 
-def test_a_saturated_server_answers_503_with_retry_after(archive_files, ucmd_slice):
-    proc, url = start(archive_files, "--max-concurrency", "1", "--max-queue", "0")
+def test_a_saturated_server_answers_503_with_retry_after(archive_files, ucmd_slice, launch):
+    proc, url = launch.start(archive_files, "--max-concurrency", "1", "--max-queue", "0")
     image = sorted((ucmd_slice / "beach").iterdir())[0].read_bytes()
     statuses: list[tuple[int, str | None]] = []
 
@@ -169,8 +106,8 @@ def test_a_saturated_server_answers_503_with_retry_after(archive_files, ucmd_sli
     assert any(s == 503 and r == "1" for s, r in statuses), statuses
 
 
-def test_sigterm_finishes_the_request_in_flight_then_exits(archive_files, scenes):
-    proc, url = start(archive_files)
+def test_sigterm_finishes_the_request_in_flight_then_exits(archive_files, scenes, launch):
+    proc, url = launch.start(archive_files)
     scene = (scenes / "drone_orthophoto.tif").read_bytes()  # cut into 36 chips: seconds of work
     answer: list[httpx.Response] = []
     asking = threading.Thread(

@@ -2,7 +2,7 @@
 // matches drawn on the map and listed with thumbnails. Every request goes to this server only.
 "use strict";
 
-const state = { map: null, drawn: null, lastQuery: null };
+const state = { map: null, drawn: null, lastQuery: null, writable: false, marks: new Map() };
 const $ = (id) => document.getElementById(id);
 
 function el(tag, attrs, ...children) {
@@ -44,8 +44,22 @@ function show(payload, what) {
          where, el("br"), r.label || ""));
     button.addEventListener("click", () => focusItem(r));
     button.addEventListener("dblclick", () => searchItems([r.id]));
-    button.addEventListener("keydown", (e) => { if (e.key === "m") searchItems([r.id]); });
-    list.append(el("li", {}, button));
+    button.addEventListener("keydown", (e) => {
+      if (e.key === "m") searchItems([r.id]);
+      if (state.writable && (e.key === "y" || e.key === "+")) mark(r.id, "+", e.currentTarget);
+      if (state.writable && (e.key === "n" || e.key === "-")) mark(r.id, "-", e.currentTarget);
+    });
+    const item = el("li", {}, button);
+    if (state.writable) {  // right or wrong, one click (or y / n on the focused match)
+      item.append(el("span", { class: "verdict" },
+        el("button", { type: "button", class: "yes", title: "right (y)", "aria-label": `mark #${r.rank} right`,
+                       onclick: () => mark(r.id, "+", button) }, "✓"),
+        el("button", { type: "button", class: "no", title: "wrong (n)", "aria-label": `mark #${r.rank} wrong`,
+                       onclick: () => mark(r.id, "-", button) }, "✗")));
+      const known = state.marks.get(`${concept()}\t${r.id}`);
+      if (known) button.classList.add(known === "+" ? "marked-yes" : "marked-no");
+    }
+    list.append(item);
     if (r.footprint) features.push({ type: "Feature", geometry: r.footprint, properties: r });
   }
   if (state.map && features.length) {
@@ -89,6 +103,53 @@ async function searchImage(file) {
     const form = new FormData();
     form.append("file", file);
     show(await api("/search/image?k=20", { method: "POST", body: form }), file.name);
+  } catch (e) { status(e.message, true); }
+}
+
+const concept = () => $("concept").value.trim() || "concept";
+
+async function mark(id, verdict, button) {
+  try {
+    await api("/marks", { method: "POST", headers: { "Content-Type": "application/json" },
+                          body: JSON.stringify({ marks: [{ item: id, concept: concept(), mark: verdict }] }) });
+    state.marks.set(`${concept()}\t${id}`, verdict);
+    button.classList.remove("marked-yes", "marked-no");
+    button.classList.add(verdict === "+" ? "marked-yes" : "marked-no");
+    const n = [...state.marks.keys()].filter((k) => k.startsWith(`${concept()}\t`)).length;
+    status(`${n} marks for ${concept()}`);
+    document.body.dataset.marks = String(n);
+  } catch (e) { status(e.message, true); }
+}
+
+function marked(verdict) {
+  return [...state.marks].filter(([k, v]) => k.startsWith(`${concept()}\t`) && v === verdict)
+    .map(([k]) => Number(k.split("\t")[1]));
+}
+
+async function searchMarked() {
+  const positive = marked("+");
+  if (!positive.length) { status(`mark at least one match right for ${concept()}`, true); return; }
+  await searchItems(positive, marked("-"));
+}
+
+async function learnMarks() {
+  status("learning…");
+  $("learn").disabled = true;
+  try {
+    const done = await api("/learn", { method: "POST" });
+    $("version").textContent = `model ${done.version}`;
+    document.body.dataset.version = done.version;
+    await searchMarked();
+  } catch (e) { status(e.message, true); }
+  $("learn").disabled = false;
+}
+
+async function undoLearn() {
+  try {
+    const back = await api("/undo", { method: "POST" });
+    $("version").textContent = `model ${back.version}`;
+    document.body.dataset.version = back.version;
+    await searchMarked();
   } catch (e) { status(e.message, true); }
 }
 
@@ -159,6 +220,16 @@ async function start() {
   });
   $("file").addEventListener("change", (e) => { if (e.target.files.length) searchImage(e.target.files[0]); });
   $("export").addEventListener("click", exportMatches);
+  if (info.learning) {  // started with --learn-dir: marks, learn and undo
+    state.writable = true;
+    for (const m of (await api("/marks")).marks) state.marks.set(`${m.concept}\t${m.item}`, m.mark);
+    $("learning").hidden = false;
+    $("version").textContent = `model ${info.learning.version}`;
+    if (info.learning.concepts.length) $("concept").value = info.learning.concepts.at(-1);
+    $("again").addEventListener("click", searchMarked);
+    $("learn").addEventListener("click", learnMarks);
+    $("undo").addEventListener("click", undoLearn);
+  }
   document.body.dataset.ready = "1";
 }
 
