@@ -893,7 +893,7 @@ def bench(
 @click.option(
     "--background",
     type=int,
-    default=200,
+    default=50,
     show_default=True,
     help="Unmarked items drawn at random as unlike every concept (what a concept with positives only learns from).",
 )

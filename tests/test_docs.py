@@ -19,7 +19,7 @@ def python_blocks(page: Path) -> list[str]:
 
 @pytest.mark.realdata
 def test_python_api_page_runs_on_a_slice(ucmd_slice, tmp_path, monkeypatch):
-    first, second, warm = python_blocks(ROOT / "docs" / "python-api.md")
+    first, second, warm, feedback = python_blocks(ROOT / "docs" / "python-api.md")
     assert 'DATA = Path("../shared/datasets/UCMerced_LandUse/Images")' in first
     first = first.replace('Path("../shared/datasets/UCMerced_LandUse/Images")', f"Path({str(ucmd_slice)!r})")
     monkeypatch.chdir(tmp_path)
@@ -43,6 +43,10 @@ def test_python_api_page_runs_on_a_slice(ucmd_slice, tmp_path, monkeypatch):
     assert hits.queries == ["my query"] and hits.ids.shape == (1, 5) and hits.scores is not None
     # the warm searcher answers as the one-shot run_query does
     assert scope["results"].ids[0][:5].tolist() == hits.ids[0].tolist()
+    exec(compile(feedback, "python-api.md#4", "exec"), scope)
+    assert 40 not in scope["more"].ids[0].tolist() and len(scope["more"].ids[0]) == 10
+    assert scope["record"]["concepts"] == ["coast"] and scope["record"]["items"] == 80
+    assert (tmp_path / "runs" / "learned" / "index.faiss").is_file()
 
 
 def test_readme_is_a_landing_page():

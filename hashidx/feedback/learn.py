@@ -40,7 +40,7 @@ class LearnSettings:
 
     iterations: int = 10
     epochs: int = 2
-    background: int = 200  # unmarked archive items drawn as unlike every concept, each learn
+    background: int = 50  # unmarked archive items drawn as unlike every concept, each learn
     lam: float = 200.0
     gamma: float = 20.0
     seed: int = 0

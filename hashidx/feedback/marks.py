@@ -38,6 +38,8 @@ class Marks:
     def of(cls, marks: Iterable[Mark]) -> Marks:
         latest: dict[tuple[int, str], Mark] = {}
         for m in marks:
+            if latest.get((m.item, m.concept)) == m:
+                continue  # the same verdict again changes nothing
             latest.pop((m.item, m.concept), None)  # a changed verdict moves to the end, like an appended line
             latest[(m.item, m.concept)] = m
         return cls(tuple(latest.values()))

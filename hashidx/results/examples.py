@@ -98,21 +98,7 @@ def _fused(searcher: Searcher, examples: Examples, qs: QuerySet, k: int, rerank:
     ids = np.asarray([ranked], dtype=np.int64).reshape(1, -1)
     codes = searcher.code_table().lookup(ids)
     distance = np.unpackbits(np.bitwise_xor(codes, qs.codes[:, None, :]), axis=-1).sum(axis=-1).astype(np.int32)
-    items = searcher.items(ids)
-    return Results(
-        qs.names,
-        distance,
-        ids,
-        {i: it.path for i, it in items.items()},
-        [],
-        {i: it.label for i, it in items.items() if it.label is not None},
-        {i: it.file for i, it in items.items() if it.file is not None},
-        qs.files,
-        qs.labels,
-        np.asarray([[score[i] for i in ranked]], dtype=np.float64),
-        "fusion",
-        {i: it for i, it in items.items() if it.lonlat is not None and np.isfinite(it.lonlat).all()},
-    )
+    return searcher.results_of(qs, distance, ids, np.asarray([[score[i] for i in ranked]], np.float64), "fusion")
 
 
 def left_out(results: Results, ids: set[int], k: int) -> Results:

@@ -428,6 +428,12 @@ class Searcher:
         else:
             dist, ids = np.empty((0, 0), np.int32), np.empty((0, 0), np.int64)
         scores = None if mode == "none" or not ranked else np.concatenate([b[2] for b in ranked])
+        return self.results_of(qs, dist, ids, scores, mode)
+
+    def results_of(
+        self, qs: QuerySet, dist: np.ndarray, ids: np.ndarray, scores: np.ndarray | None, mode: str | int
+    ) -> Results:
+        """Ranked ids of `qs`'s queries as Results, with what the codes files know of each item."""
         items = self.items(ids)
         return Results(
             qs.names,

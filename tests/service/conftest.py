@@ -126,8 +126,18 @@ def browser(playwright_api):
     return playwright_api.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
 
 
+def open_page(playwright_api, url: str, requests: list[str]):
+    """(browser, page): the service's page in headless Chromium, ready, every request it makes recorded."""
+    chromium = browser(playwright_api)
+    page = chromium.new_page(viewport={"width": 1280, "height": 800})
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto(url + "/")
+    page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+    return chromium, page
+
+
 @pytest.fixture(scope="session")
 def launch():
     """`hashidx serve` as a user starts it (a real uvicorn on 127.0.0.1): .start(folder, *options) → (process, url),
-    .stop(process), and .browser(playwright) for a headless Chromium."""
-    return SimpleNamespace(start=start, stop=stop, browser=browser)
+    .stop(process), .browser(playwright) for a headless Chromium and .page(playwright, url, requests) for the page."""
+    return SimpleNamespace(start=start, stop=stop, browser=browser, page=open_page)

@@ -26,11 +26,7 @@ def test_the_page_searches_by_place_and_by_upload_with_no_outside_request(server
     playwright = pytest.importorskip("playwright.sync_api")
     requests: list[str] = []
     with playwright.sync_playwright() as p:
-        browser = launch.browser(p)
-        page = browser.new_page(viewport={"width": 1280, "height": 800})
-        page.on("request", lambda r: requests.append(r.url))
-        page.goto(server + "/")
-        page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+        browser, page = launch.page(p, server, requests)
         assert page.get_attribute("body", "data-scenes") == "2"
         page.wait_for_selector("img.leaflet-tile-loaded", timeout=30_000)  # the scene is the base map
         page.wait_for_selector("path.chip", state="attached", timeout=30_000)

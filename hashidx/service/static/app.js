@@ -36,7 +36,7 @@ function show(payload, what) {
   const features = [];
   for (const r of hits) {
     const where = r.window ? `${r.path.split("#")[0]} at ${r.window[0]},${r.window[1]}` : r.path;
-    const score = r.score === null ? "" : `, score ${r.score.toFixed(1)}`;
+    const score = r.score === null ? "" : `, score ${Number(r.score.toPrecision(3))}`;
     const button = el("button", { class: r.footprint ? "hit on-map" : "hit", type: "button", "data-id": r.id,
                                   title: "show it on the map; double-click: more like this" },
       el("img", { src: `/items/${r.id}/thumbnail?size=96`, alt: where }),
@@ -121,6 +121,18 @@ async function mark(id, verdict, button) {
   } catch (e) { status(e.message, true); }
 }
 
+async function markBox(bounds) {
+  try {
+    const done = await api("/marks", { method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ box: [bounds.getWest(), bounds.getSouth(), bounds.getEast(), bounds.getNorth()],
+                             concept: concept(), mark: "+" }) });
+    for (const m of (await api("/marks")).marks) state.marks.set(`${m.concept}\t${m.item}`, m.mark);
+    const n = [...state.marks.keys()].filter((k) => k.startsWith(`${concept()}\t`)).length;
+    status(`${done.added} chips in the box marked right for ${concept()}; ${n} marks`);
+    document.body.dataset.marks = String(n);
+  } catch (e) { status(e.message, true); }
+}
+
 function marked(verdict) {
   return [...state.marks].filter(([k, v]) => k.startsWith(`${concept()}\t`) && v === verdict)
     .map(([k]) => Number(k.split("\t")[1]));
@@ -132,26 +144,21 @@ async function searchMarked() {
   await searchItems(positive, marked("-"));
 }
 
-async function learnMarks() {
-  status("learning…");
-  $("learn").disabled = true;
+// Learn (a new model from the marks) or undo (the model before): either way the answer names the model now in
+// use, and the concept's marked examples are searched again with it.
+async function switchModel(path, button) {
+  if (button) button.disabled = true;
   try {
-    const done = await api("/learn", { method: "POST" });
-    $("version").textContent = `model ${done.version}`;
-    document.body.dataset.version = done.version;
+    const now = await api(path, { method: "POST" });
+    $("version").textContent = `model ${now.version}`;
+    document.body.dataset.version = now.version;
     await searchMarked();
   } catch (e) { status(e.message, true); }
-  $("learn").disabled = false;
+  if (button) button.disabled = false;
 }
 
-async function undoLearn() {
-  try {
-    const back = await api("/undo", { method: "POST" });
-    $("version").textContent = `model ${back.version}`;
-    document.body.dataset.version = back.version;
-    await searchMarked();
-  } catch (e) { status(e.message, true); }
-}
+const learnMarks = () => { status("learning…"); return switchModel("/learn", $("learn")); };
+const undoLearn = () => switchModel("/undo");
 
 async function exportMatches() {
   if (!state.lastQuery) return;
@@ -227,6 +234,8 @@ async function start() {
     $("version").textContent = `model ${info.learning.version}`;
     if (info.learning.concepts.length) $("concept").value = info.learning.concepts.at(-1);
     $("again").addEventListener("click", searchMarked);
+    // Shift-drag a box (Leaflet's box zoom): every chip whose centre is inside it is marked right
+    if (state.map) state.map.on("boxzoomend", (e) => markBox(e.boxZoomBounds));
     $("learn").addEventListener("click", learnMarks);
     $("undo").addEventListener("click", undoLearn);
   }
