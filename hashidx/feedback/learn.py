@@ -35,8 +35,8 @@ from hashidx.version import __version__
 
 @dataclass(frozen=True)
 class LearnSettings:
-    """How a model is learned from marks. Iterations and the "other" sample were measured in benchmarks/feedback.py;
-    the rest are AHCL's defaults."""
+    """How a model is learned from marks. The iterations, epochs and the unmarked sample were chosen in
+    benchmarks/feedback.py on validation seeds; λ and γ are AHCL's defaults."""
 
     iterations: int = 10
     epochs: int = 2
@@ -177,7 +177,7 @@ def mark_labels(marks: Marks, concepts: tuple[str, ...], ids: np.ndarray) -> np.
 def learn_model(
     archive: ArchiveFeatures, marks: Marks, bits: int, settings: LearnSettings = DEFAULT_SETTINGS, source: str = "marks"
 ) -> Learned:
-    """AHCL on the marked items (plus the "other" sample), then every archive item through the new head."""
+    """AHCL on the marked items (plus the unmarked sample), then every archive item through the new head."""
     t0 = time.perf_counter()
     marks.check(archive.ids, source)
     concepts = marks.learnable(source)
@@ -227,6 +227,8 @@ def write_learned(
     shutil.rmtree(tmp, ignore_errors=True)
     base_sidecar = idx.load_sidecar(base_index)
     with writing(out):
+        if out.exists():  # again under the lock: another learn into OUT_DIR may have just finished
+            raise HashidxError(f"{out}: already exists; learn into a new folder (the old model stays for undo)")
         try:
             tmp.mkdir(parents=True)
             save_checkpoint(tmp / "model.pt", learned.head, learned.config)

@@ -195,9 +195,9 @@ class Archive:
     # --- searches ---------------------------------------------------------------------------------------------
 
     def search_items(self, positive: list[int], negative: list[int] | None = None, k: int = 20) -> Results:
-        """Items like the `positive` examples and unlike the `negative` ones (hashidx.results.examples, rule
-        `mean`): each example's u through the model from the archive's cached features where the service keeps
-        them, else its ±1 code. Marked negatives, and items with exactly their features, never come back."""
+        """Items like the `positive` examples and unlike the `negative` ones (hashidx.results.examples, its default
+        rule): each example's u through the current model from the archive's cached features where the service
+        keeps them, else its ±1 code. Marked negatives, and items with exactly their features, never come back."""
         negative = negative or []
         if not positive:
             raise HashidxError("give at least one positive example (an item id)")
@@ -219,7 +219,7 @@ class Archive:
         return search_examples(searcher, examples, min(k, len(self.ids)))
 
     def _example_vectors(self, searcher: Searcher, ids: list[int]) -> np.ndarray:
-        rows = indexed_examples(searcher, [i for i in ids])
+        rows = indexed_examples(searcher, ids)
         encoder = searcher.encoder
         if self.workspace is None or encoder is None or encoder.finetuned or not ids:
             return rows
