@@ -2,6 +2,7 @@
 
     python benchmarks/feedback.py --ucmd UCMD_FEATURES.h5 --eurosat EUROSAT_FEATURES.h5 -o OUT [--seeds 3]
     python benchmarks/feedback.py ... --validate --sweep   # the settings sweep, on other seeds of UC Merced only
+    python benchmarks/feedback.py ... --validate --methods b_learn --epochs 10   # one setting (also --lr, --background)
 
 Each class (or, for the UC Merced multi-label annotations, each label) in turn is the concept. The archive is every
 image of the feature cache, unlabelled; the base model is ITQ at 64 bits fitted to the archive's own features. A
@@ -10,7 +11,8 @@ and the method searches again. It starts from 3 random positives. Methods, side 
 
 - (a) hashidx multi-example query on the base ITQ codes, no learning (rule `mean`, and `fusion`);
 - (b) hashidx learning from the marks (hashidx.feedback.learn: AHCL on the marked items), codes re-encoded, then the
-  default multi-example rule (fusion) on the learned index (`b_learn_mean`: the mean rule);
+  default multi-example rule (fusion) on the learned index (`b_learn_mean`: the mean rule; `b_hybrid`: its list
+  fused again with the base ITQ index's, two codes an item);
 - (c) cosine over the frozen backbone features with 2·mean(pos) − mean(neg) (GeoVibes' rule);
 - (d) L2-regularised logistic regression on the standardised frozen features, fitted to the marks (negatives: the
   marked ones plus the same random "other" sample (b) uses).
@@ -64,6 +66,14 @@ def fusion_rank(codes: np.ndarray, u: np.ndarray, n_pos: int) -> np.ndarray:
     return np.lexsort((np.arange(len(codes)), -score))
 
 
+def fuse_orders(orders: list[np.ndarray], depth: int = 200) -> np.ndarray:
+    """Reciprocal-rank fusion of whole rankings (each item's best ranks add)."""
+    score = np.zeros(len(orders[0]))
+    for order in orders:
+        score[order[:depth]] += 1.0 / (60 + np.arange(1, depth + 1))
+    return np.lexsort((np.arange(len(score)), -score))
+
+
 def logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-2) -> np.ndarray:
     """Weights of an L2-regularised logistic regression (LBFGS), bias last."""
     xt, yt = torch.from_numpy(x), torch.from_numpy(y.astype(np.float32))
@@ -115,12 +125,16 @@ def ranking(method: str, ar: Archive, pos: list[int], neg: list[int], settings: 
             return fusion_rank(ar.itq_codes, u, len(pos))
         q = u[: len(pos)].mean(0) - (u[len(pos) :].mean(0) if neg else 0)
         return popcount_rank(ar.itq_codes, q)
-    if method in ("b_learn", "b_learn_mean"):
+    if method in ("b_learn", "b_learn_mean", "b_hybrid"):
         marks = Marks.of([Mark(i, "concept", True) for i in pos] + [Mark(i, "concept", False) for i in neg])
         learned = learn_model(ar.archive, marks, BITS, LearnSettings(**{**settings.__dict__, "seed": seed}))
         u = learned.embed(ar.features[pos + neg])
         if method == "b_learn":  # the default rule, as `query` and the service search the learned index
             return fusion_rank(learned.codes, u, len(pos))
+        if method == "b_hybrid":  # the learned and the base index's fused lists, fused again (16 bytes an item)
+            return fuse_orders(
+                [fusion_rank(learned.codes, u, len(pos)), ranking("a_fusion", ar, pos, neg, settings, seed)]
+            )
         q = u[: len(pos)].mean(0) - (u[len(pos) :].mean(0) if neg else 0)
         return popcount_rank(learned.codes, q)
     if method == "c_cosine":
@@ -264,6 +278,7 @@ def main() -> None:
     ap.add_argument("--sweep", action="store_true", help="the settings sweep (with --validate)")
     ap.add_argument("--epochs", type=int, default=0, help="learn: epochs per iteration [default: LearnSettings']")
     ap.add_argument("--background", type=int, default=0, help="learn: unmarked items drawn [default: LearnSettings']")
+    ap.add_argument("--lr", type=float, default=0.0, help="learn: SGD learning rate [default: LearnSettings']")
     ap.add_argument("--scale", type=int, default=0, help="also time one learning round on this many items")
     ap.add_argument("-o", "--out", type=Path, default=Path("feedback-out"))
     args = ap.parse_args()
@@ -280,13 +295,15 @@ def main() -> None:
             "a_fusion": BITS // 8,
             "b_learn": BITS // 8,
             "b_learn_mean": BITS // 8,
+            "b_hybrid": 2 * BITS // 8,
             "c_cosine": 4 * archives[0].features.shape[1],
             "d_logistic": 4 * archives[0].features.shape[1],
         },
         "datasets": {},
     }
     # (method, settings) pairs; --sweep (with --validate) tries the rule of (a) and the learn settings of (b)
-    chosen = LearnSettings(**{k: v for k, v in (("epochs", args.epochs), ("background", args.background)) if v})
+    given = (("epochs", args.epochs), ("background", args.background), ("lr", args.lr))
+    chosen = LearnSettings(**{k: v for k, v in given if v})
     runs_of = [(m, chosen) for m in args.methods.split(",") if m]
     if args.sweep:
         runs_of = [("a_mean", LearnSettings()), ("a_fusion", LearnSettings())] + [

@@ -43,6 +43,7 @@ class LearnSettings:
     background: int = 50  # unmarked archive items drawn as unlike every concept, each learn
     lam: float = 200.0
     gamma: float = 20.0
+    lr: float = 1e-3
     seed: int = 0
 
     def train_config(self, bits: int) -> TrainConfig:
@@ -52,6 +53,7 @@ class LearnSettings:
             epochs=self.epochs,
             lam=self.lam,
             gamma=self.gamma,
+            lr=self.lr,
             lr_steps=(max(1, self.iterations * 2 // 3),),
             seed=self.seed,
         )
