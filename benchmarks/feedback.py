@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hashidx.codes.binary import pack, sign, unpack
+from hashidx.codes.binary import hamming, pack, sign, unpack
 from hashidx.data.labels import read_label_table, table_labels
 from hashidx.features.cache import FeatureCache
 from hashidx.feedback.learn import ArchiveFeatures, LearnSettings, learn_model, write_learned
@@ -52,7 +52,7 @@ SHOWN, ROUNDS, START, BITS = 20, 5, 3, 64
 
 def popcount_rank(codes: np.ndarray, q: np.ndarray) -> np.ndarray:
     """Items by Hamming distance to sgn(q), ties by qᵀv, then by id: the library's mean rule with re-ranking."""
-    d = np.unpackbits(np.bitwise_xor(codes, pack(sign(q[None, :]))), axis=1).sum(axis=1)
+    d = hamming(pack(sign(q[None, :])), codes)[0]
     score = unpack(codes, q.shape[0]).astype(np.float32) @ q
     return np.lexsort((np.arange(len(codes)), -score, d))
 

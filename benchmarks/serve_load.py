@@ -16,7 +16,6 @@ import asyncio
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,8 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+
+from hashidx.service.server import spawn
 
 ROOT = Path(__file__).resolve().parents[1]
 UCMD = ROOT.parent / "shared" / "datasets" / "UCMerced_LandUse" / "Images"
@@ -64,40 +65,8 @@ def build(out: Path, items: int, bits: int, per_class: int) -> list[Path]:
     return images
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def serve(index: Path, model: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "hashidx",
-            "serve",
-            str(index),
-            "--model",
-            str(model),
-            "--port",
-            str(port),
-            "--max-concurrency",
-            "4",
-            "--max-queue",
-            "64",
-        ],
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    raise SystemExit("the server did not start")
+    return spawn(index, model, "--max-concurrency", "4", "--max-queue", "64", wait_s=600)
 
 
 def rss_mb(pid: int, field: str = "VmRSS") -> float:

@@ -104,6 +104,15 @@ def read_ids_codes(path: str | Path, rows: slice = slice(None)) -> tuple[np.ndar
     return ids.astype(np.int64), codes
 
 
+def positions(sorted_ids: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each of `ids` sits in the ascending `sorted_ids` (clipped to its rows), and whether it is there at all."""
+    ids = np.asarray(ids, dtype=np.int64)
+    if len(sorted_ids) == 0:
+        return np.zeros(len(ids), np.int64), np.zeros(len(ids), bool)
+    where = np.searchsorted(sorted_ids, ids).clip(0, len(sorted_ids) - 1)
+    return where, sorted_ids[where] == ids
+
+
 @dataclass
 class CodeTable:
     """Packed codes by id, sorted by id once: what a re-ranking reads its candidates' codes from."""

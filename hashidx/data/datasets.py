@@ -137,8 +137,9 @@ def read_list(list_file: Path, labels_required: bool = True) -> Dataset:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise HashidxError(f"{list_file}: not UTF-8 text (byte {exc.start}); save the list as UTF-8") from None
-    if not labels_required and _plain_paths(text):
-        return unlabelled(list_file.parent, _plain_paths(text))
+    paths = [] if labels_required else _plain_paths(text)
+    if paths:
+        return unlabelled(list_file.parent, paths)
     rows = parse_list_text(text, list_file)
     classes = tuple(sorted({label for _, label in rows}))
     index = {c: k for k, c in enumerate(classes)}

@@ -18,7 +18,7 @@ import numpy as np
 from torch import nn
 
 from hashidx.codes.binary import pack, sign
-from hashidx.codes.codefile import CodeFile
+from hashidx.codes.codefile import CodeFile, positions
 from hashidx.data.footprints import Footprints
 from hashidx.errors import HashidxError
 from hashidx.features.cache import FeatureCache
@@ -76,12 +76,11 @@ class ArchiveFeatures:
     missing: int = 0  # indexed items the cache has no features for: left out of a learned index
 
     def rows(self, ids: np.ndarray, source: str | Path = "marks") -> np.ndarray:
-        where = np.searchsorted(self.ids, ids)
-        bad = [int(i) for i, w in zip(ids, where) if w >= len(self.ids) or self.ids[w] != i]
-        if bad:
+        where, found = positions(self.ids, ids)
+        if not found.all():
             raise HashidxError(
-                f"{source}: item {bad[0]} has no cached features in {self.source}; mark items of the archive "
-                "whose features were extracted (hashidx features)"
+                f"{source}: item {int(np.asarray(ids)[~found][0])} has no cached features in {self.source}; mark "
+                "items of the archive whose features were extracted (hashidx features)"
             )
         return where
 
@@ -207,6 +206,8 @@ def learn_model(
         concepts,
         True,
         learned_from={"marks": len(marks), "concepts": list(concepts), "other_sample": len(extra)},
+        feature_normalisation="standardise with the archive's mean/std over a sample of up to 5,000 items "
+        "(buffers in state_dict)",
     )
     log.update(train_s=t1 - t0, encode_s=time.perf_counter() - t1, trained_items=len(train_ids))
     return Learned(head.eval(), model_config, codes, train_ids, log)

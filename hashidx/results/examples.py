@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hashidx.codes.binary import pack, sign, unpack
+from hashidx.codes.binary import hamming, pack, sign, unpack
+from hashidx.codes.codefile import positions
 from hashidx.errors import HashidxError
 from hashidx.results.query import QuerySet, Results, Searcher
 
@@ -52,41 +53,42 @@ class Examples:
 def indexed_examples(searcher: Searcher, ids: Iterable[int]) -> np.ndarray:
     """Indexed items as examples: their codes as ±1 rows (a learned database code has no u of its own)."""
     ids = np.asarray(list(ids), dtype=np.int64)
-    if len(ids) == 0:
-        return np.empty((0, searcher.bits), np.float32)
     table = searcher.code_table()
-    where = np.searchsorted(table.ids, ids)
-    bad = [int(i) for i, w in zip(ids, where) if w >= len(table.ids) or table.ids[w] != i]
-    if bad:
-        raise HashidxError(f"example id {bad[0]}: not in the index (ids come from results or 'hashidx info')")
+    where, found = positions(table.ids, ids)
+    if not found.all():
+        raise HashidxError(
+            f"example id {int(ids[~found][0])}: not in the index (ids come from results or 'hashidx info')"
+        )
     return unpack(table.codes[where], searcher.bits).astype(np.float32)
 
 
 def search_examples(
     searcher: Searcher, examples: Examples, k: int = 20, rule: str = DEFAULT_RULE, rerank: str | int | None = None
 ) -> Results:
-    """The k best items for the examples under `rule`; `rerank` as for `Searcher.search` (mean rule only)."""
+    """The k best items for the examples under `rule`; `rerank` as for `Searcher.search` (each example's own list
+    under `fusion`, the combined one under `mean`)."""
     if rule not in RULES:
         raise HashidxError(f"--rule {rule}: choose one of {', '.join(RULES)}")
     q = examples.target()
     qs = QuerySet([examples.name], pack(sign(q)), [], [examples.file], [None], q, "examples")
     room = min(k + len(examples.exclude), searcher.index.ntotal)
-    codes_only = bool(np.isin(examples.positive, (-1.0, 1.0)).all() and np.isin(examples.negative, (-1.0, 1.0)).all())
-    if len(examples.positive) == 1 and len(examples.negative) == 0:
-        # Both rules are the example's own list; ±1 codes re-rank to the Hamming order, so a code skips it.
-        return left_out(searcher.search(qs, room, "none" if codes_only else rerank), examples.exclude, k)
+    rows = np.concatenate([examples.positive, examples.negative]).astype(np.float32)
+    # ±1 codes re-rank an example's own list to its Hamming order: nothing to gain
+    own_rerank = "none" if np.isin(rows, (-1.0, 1.0)).all() else rerank
+    if len(rows) == 1:  # both rules are the example's own list
+        return left_out(searcher.search(qs, room, own_rerank), examples.exclude, k)
     if rule == "mean":
         return left_out(searcher.search(qs, room, rerank), examples.exclude, k)
-    return _fused(searcher, examples, qs, k, rerank)
+    return _fused(searcher, examples, rows, qs, k, own_rerank)
 
 
-def _fused(searcher: Searcher, examples: Examples, qs: QuerySet, k: int, rerank: str | int | None) -> Results:
-    rows = np.concatenate([examples.positive, examples.negative]).astype(np.float32)
+def _fused(
+    searcher: Searcher, examples: Examples, rows: np.ndarray, qs: QuerySet, k: int, rerank: str | int | None
+) -> Results:
     n = len(rows)
     each = QuerySet([str(i) for i in range(n)], pack(sign(rows)), [], [None] * n, [None] * n, rows, "examples")
     depth = min(max(FUSION_DEPTH, k + len(examples.exclude)), searcher.index.ntotal)
-    codes_only = bool(np.isin(rows, (-1.0, 1.0)).all())  # ±1 codes re-rank to their Hamming order: skip it
-    lists = searcher.search(each, depth, "none" if codes_only else rerank).ids
+    lists = searcher.search(each, depth, rerank).ids
     score: dict[int, float] = {}
     for e, row in enumerate(lists.tolist()):
         weight = 1.0 if e < len(examples.positive) else -1.0
@@ -96,8 +98,7 @@ def _fused(searcher: Searcher, examples: Examples, qs: QuerySet, k: int, rerank:
     ranked = sorted((i for i in score if i not in examples.exclude), key=lambda i: (-score[i], i))[:k]
     # Distances are to the combined code, as the mean rule reports them; the order is the fused one.
     ids = np.asarray([ranked], dtype=np.int64).reshape(1, -1)
-    codes = searcher.code_table().lookup(ids)
-    distance = np.unpackbits(np.bitwise_xor(codes, qs.codes[:, None, :]), axis=-1).sum(axis=-1).astype(np.int32)
+    distance = hamming(qs.codes, searcher.code_table().lookup(ids[0]))
     return searcher.results_of(qs, distance, ids, np.asarray([[score[i] for i in ranked]], np.float64), "fusion")
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hashidx.codes.codefile import Item
+from hashidx.codes.codefile import Item, positions
 from hashidx.data.chips import Tiling
 from hashidx.data.footprints import from_lonlat, polygon
 from hashidx.data.rasters import default_bands, open_raster, split_chip
@@ -224,9 +224,7 @@ class Archive:
         if self.workspace is None or encoder is None or encoder.finetuned or not ids:
             return rows
         archive = self.workspace.archive
-        wanted = np.asarray(ids, np.int64)
-        where = np.searchsorted(archive.ids, wanted).clip(0, len(archive.ids) - 1)
-        held = archive.ids[where] == wanted
+        where, held = positions(archive.ids, np.asarray(ids, np.int64))
         if held.any():
             rows[held] = encoder.embed_features(archive.features[where[held]])
         return rows

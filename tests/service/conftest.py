@@ -5,14 +5,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
-import httpx
 import pytest
 from click.testing import CliRunner
 
@@ -65,46 +61,17 @@ def naip_archive(scenes, tmp_path_factory):
     return out
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def start(
-    archive_files: Path, *extra: str, index: str = "db.faiss", model: str = "run/model.pt"
+    archive_files: Path, *extra: str, index: str = "db.faiss", model: str = "run/model.pt", stderr=None
 ) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "hashidx",
-            "serve",
-            str(archive_files / index),
-            "--model",
-            str(archive_files / model),
-            "--port",
-            str(port),
-            *extra,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"hashidx serve exited: {proc.stderr.read()}")
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    proc.kill()
-    pytest.fail("hashidx serve did not answer within 90 s")
+    from hashidx.errors import HashidxError
+    from hashidx.service.server import spawn
+
+    try:
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        return spawn(archive_files / index, archive_files / model, *extra, env=env, stderr=stderr)
+    except HashidxError as exc:
+        pytest.fail(str(exc))
 
 
 def stop(proc: subprocess.Popen) -> None:
