@@ -220,7 +220,17 @@ def _options(*options):
 
 # How DATA's images are read (features, train), and how query/added images are (the model's choice).
 READING_OPTIONS = _options(BANDS_OPTION, SCALE_OPTION, TILE_OPTION, MIN_VALID_OPTION)
-MODEL_READING_OPTIONS = _options(TILE_OPTION, MIN_VALID_OPTION, MODEL_BANDS_OPTION)
+SOURCE_SCALE_OPTION = click.option(
+    "--scale",
+    cls=_SectionOption,
+    section=RASTER_SECTION,
+    default=None,
+    metavar="auto|LO:HI[,LO:HI...]",
+    help="Read these images with another scaling than the model's, for pixels it was not made for (16-bit or "
+    "float rasters into an 8-bit model, another sensor): LO:HI for all bands or one per band, or auto (2nd-98th "
+    "percentile per band over a sample of these images). [default: the model's]",
+)
+MODEL_READING_OPTIONS = _options(TILE_OPTION, MIN_VALID_OPTION, MODEL_BANDS_OPTION, SOURCE_SCALE_OPTION)
 
 
 def _tiling(tile: str | None, min_valid: float):
@@ -330,6 +340,12 @@ RERANK_OPTION = click.option(
     help="The backbone's weights: imagenet, none, or a local state-dict file.",
 )
 @LABELS_OPTION
+@click.option(
+    "--label-property",
+    default=None,
+    metavar="NAME",
+    help="DATA is a STAC catalog: the item property that holds each item's class [default: no labels].",
+)
 @READING_OPTIONS
 @RUNTIME_OPTION
 @NO_WAIT_OPTION
@@ -346,6 +362,7 @@ def features(
     checkpoint_every: int,
     weights: str,
     labels: Path | None,
+    label_property: str | None,
     bands: str | None,
     scale: str | None,
     tile: str | None,
@@ -355,8 +372,10 @@ def features(
 ) -> None:
     """Extract backbone features of DATA (class folders or a path<TAB>label list) into an HDF5 cache.
 
-    DATA without labels is read too: a folder of images or scenes, one raster, or a list of image paths
-    (one a line); 'train --method itq' codes such an archive, and 'hashidx learn' learns from marks on it.
+    DATA without labels is read too: a folder of images or scenes, one raster, a list of image paths
+    (one a line), or a STAC catalog, collection, item collection or item (.json: one raster asset per item,
+    --bands by common name or asset key, each item's id, collection and time kept); 'train --method itq' codes
+    such an archive, and 'hashidx learn' learns from marks on it.
 
     Progress is kept in OUTPUT.partial while it runs: rerunning an interrupted command resumes it.
     With --labels the cache carries multi-label annotations, and runs trained on it are multi-label.
@@ -373,7 +392,9 @@ def features(
     from hashidx.features.extract import write_features
     from hashidx.methods.inputs import dataset_inputs
 
-    ds, radiometry = dataset_inputs(data, bands, scale, _tiling(tile, min_valid), labels_required=False)
+    ds, radiometry = dataset_inputs(
+        data, bands, scale, _tiling(tile, min_valid), labels_required=False, label_property=label_property
+    )
     if labels is not None:
         ds = relabel(ds, read_label_table(labels), labels)
     write_features(
@@ -604,14 +625,16 @@ def add(
     tile: str | None,
     min_valid: float,
     bands: str | None,
+    scale: str | None,
     runtime: str,
     engine,
 ) -> None:
-    """Add new images to INDEX, encoded by the network (sgn F(x)): an image or scene, a folder of images, or a
-    list of paths.
+    """Add new images to INDEX, encoded by the network (sgn F(x)): an image or scene, a folder of images, a
+    list of paths, or a STAC catalog, collection, item collection or item (.json).
 
-    Their ids follow the index's; their codes, paths and footprints go to INDEX.added.h5. Every image is
-    read with the model's bands and scaling; with --tile scenes are cut into chips first.
+    Their ids follow the index's; their codes, paths, footprints and times go to INDEX.added.h5. Every image
+    is read with the model's bands and scaling, or with --scale for pixels the model was not made for (each
+    add's choice is recorded; 'hashidx info' shows it); with --tile scenes are cut into chips first.
     """
     from hashidx.index.add import add_images
 
@@ -626,6 +649,7 @@ def add(
         _tiling(tile, min_valid),
         bands,
         engine,
+        scale,
     )
     _report_skipped(skipped, "not added")
     click.echo(f"{index_path}: {sidecar['count']} codes ({sidecar['added']} added by the network)")
@@ -646,11 +670,22 @@ def add(
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["tsv", "jsonl", "geojson", "parquet"]),
+    type=click.Choice(["tsv", "jsonl", "geojson", "parquet", "geoparquet"]),
     default="tsv",
     show_default=True,
     help="geojson: one EPSG:4326 polygon per result with a footprint (opens in QGIS); parquet: the TSV's "
-    "columns for pandas, DuckDB or Spark (needs pyarrow).",
+    "columns for pandas, DuckDB or Spark (needs pyarrow); geoparquet: every result with its footprint as a WKB "
+    "polygon, label, source, window and STAC ids (geopandas, GDAL, QGIS; needs hashidx[geoparquet]).",
+)
+@click.option(
+    "--since",
+    default=None,
+    metavar="DATE",
+    help="Only items acquired on or after DATE (ISO 8601: 2014-01-01 or 2014-06-01T10:00:00Z); items of "
+    "unknown time are left out. The order of the rest is unchanged.",
+)
+@click.option(
+    "--until", default=None, metavar="DATE", help="Only items acquired on or before DATE (a date: all of it)."
 )
 @click.option(
     "--shards",
@@ -691,6 +726,8 @@ def query(
     nprobe: int | None,
     output: Path,
     fmt: str,
+    since: str | None,
+    until: str | None,
     shards: int | None,
     html_path: Path | None,
     batch_size: int,
@@ -701,15 +738,17 @@ def query(
     tile: str | None,
     min_valid: float,
     bands: str | None,
+    scale: str | None,
     runtime: str,
     engine,
 ) -> None:
-    """Answer QUERIES against INDEX: write (query, rank, id, path, distance, score, lon, lat) rows.
+    """Answer QUERIES against INDEX: write (query, rank, id, path, distance, score, lon, lat, datetime) rows.
 
     \b
     QUERIES is one of
-      - an image or scene, a folder of images, or image paths one a line or in a CSV/TSV with a 'path'
-        column (encoded with --model; with --tile, scenes are cut into chips and each chip queries);
+      - an image or scene, a folder of images, image paths one a line or in a CSV/TSV with a 'path'
+        column, or a STAC catalog/collection/item (encoded with --model; with --tile, scenes are cut into
+        chips and each chip queries);
       - a feature cache from 'hashidx features' (its rows, through the --model head);
       - a codes file (codes.h5 layout): searched as is, no model needed;
       - an examples file: a TSV/CSV with the header 'query, example, mark', one row per example (an indexed
@@ -721,10 +760,13 @@ def query(
     when both classes are known: queries from a feature cache or codes file, or images inside a folder
     named after one of the model's classes. Codes and feature queries are read, searched and written
     4,096 at a time, so a file of millions of queries runs in bounded memory (--html keeps them all).
-    lon/lat are the centre of a result's footprint (empty where its source is not georeferenced).
+    lon/lat are the centre of a result's footprint (empty where its source is not georeferenced);
+    datetime is its acquisition time (from its STAC item or the file's metadata; empty where unknown).
     """
+    from hashidx.results.period import Period
     from hashidx.results.query import Results, Searcher, query_to_file
 
+    period = Period.parse(since, until)
     searcher = Searcher(
         index_path,
         model_path,
@@ -735,6 +777,7 @@ def query(
         bands,
         engine,
         shards,
+        scale,
     )
     from hashidx.data.queryfile import read_examples_file
 
@@ -743,12 +786,12 @@ def query(
         from hashidx.results.examples import query_examples_file
         from hashidx.results.query import QueryTotals, write_results
 
-        answered = query_examples_file(searcher, examples, query_file.parent, k, rule, rerank, batch_size)
+        answered = query_examples_file(searcher, examples, query_file.parent, k, rule, rerank, batch_size, period)
         write_results(answered, output, fmt)
         totals = QueryTotals(sum(map(len, answered)), len(answered), [], answered)
     else:
         totals = query_to_file(
-            searcher, query_file, output, fmt, k, batch_size, on_error, rerank, keep=html_path is not None
+            searcher, query_file, output, fmt, k, batch_size, on_error, rerank, html_path is not None, period
         )
     _report_skipped(totals.skipped, "no result rows for them")
     click.echo(f"{output}: {totals.results} results for {totals.queries} queries")
@@ -955,6 +998,9 @@ def learn(
 @click.option("--features", "features_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="The archive's feature cache that --learn-dir learns from [default: the one INDEX's run "
               "recorded].")  # fmt: skip
+@click.option("--scale", default=None, metavar="auto|LO:HI[,LO:HI...]",
+              help="How uploads the model's scaling cannot read (16-bit, float) are read: LO:HI for all bands or "
+              "one per band, or auto (2nd-98th percentile per band of the upload) [default: refused].")  # fmt: skip
 @RUNTIME_OPTION
 @_one_line_errors
 def serve(
@@ -970,6 +1016,7 @@ def serve(
     cors_origin: str | None,
     learn_dir: Path | None,
     features_path: Path | None,
+    scale: str | None,
     runtime: str,
 ) -> None:
     """Search INDEX over HTTP: a map page at / and a JSON API (/docs), loaded once and answered warm.
@@ -994,8 +1041,28 @@ def serve(
         cors_origin=cors_origin,
         learn_dir=learn_dir,
         features=features_path,
+        scale=scale,
     )
     run(settings, say=lambda m: click.echo(m, err=True))
+
+
+@main.command()
+@click.argument("index_path", metavar="INDEX", type=click.Path(path_type=Path))
+@click.option(
+    "-o", "--output", required=True, type=click.Path(path_type=Path), help="GeoParquet file to write (.parquet)."
+)
+@_one_line_errors
+def export(index_path: Path, output: Path) -> None:
+    """Write every item of INDEX as a GeoParquet row: footprint polygon (EPSG:4326), id, path, source file and
+    pixel window, acquisition time, label, STAC item and collection, and code (hex).
+
+    The file opens in geopandas (geopandas.read_parquet), GDAL and QGIS; items without a footprint have a null
+    geometry. It is written one row group at a time, so an index of any size fits in memory.
+    """
+    from hashidx.results.export import export_items
+
+    n = export_items(index_path, output)
+    click.echo(f"{output}: {n} items")
 
 
 @main.command()
@@ -1014,7 +1081,10 @@ def info(file: Path, as_json: bool, check: bool) -> None:
     else:
         click.echo(f"{d['file']}: {d['what']}")
         for key, value in d["facts"].items():
-            if value is not None:
+            if isinstance(value, list) and all(isinstance(v, str) for v in value) and max(map(len, value)) > 60:
+                # sentences (each add's source and scaling): one line each
+                click.echo(f"  {key}:" + "".join(f"\n    - {v}" for v in value))
+            elif value is not None:
                 click.echo(
                     f"  {key}: {value:,}"
                     if isinstance(value, int) and not isinstance(value, bool)

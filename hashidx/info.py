@@ -60,6 +60,25 @@ def _geo(f: h5py.File) -> str | None:
     return f"{sum(map(bool, crs))} of {len(crs)} items ({', '.join(known[:4])}{', ...' if len(known) > 4 else ''})"
 
 
+def _when(f: h5py.File) -> str | None:
+    """The span of the items' acquisition times, and how many have one."""
+    g = f.get("footprints")
+    if g is None or "datetime" not in g:
+        return None
+    times = [t for t in strings(g["datetime"]) if t]
+    return f"{min(times)} to {max(times)} ({len(times)} of {len(g['datetime'])} items dated)" if times else None
+
+
+def _stac(f: h5py.File) -> str | None:
+    """How many STAC items, of which collections, the items come from."""
+    g = f.get("footprints")
+    if g is None or "item" not in g:
+        return None
+    items = {t for t in strings(g["item"]) if t}
+    collections = sorted({t for t in strings(g["collection"]) if t}) if "collection" in g else []
+    return f"{len(items)} items" + (f" of {', '.join(collections[:4])}" if collections else "")
+
+
 def _features(path: Path, f: h5py.File, a: dict) -> tuple[dict, list]:
     n, d = f["features"].shape
     facts = {
@@ -74,6 +93,8 @@ def _features(path: Path, f: h5py.File, a: dict) -> tuple[dict, list]:
         "runtime": a.get("runtime", "torch"),
         "read_as": _look(a),
         "footprints": _geo(f),
+        "acquired": _when(f),
+        "stac": _stac(f),
         "preprocessing": a.get("preprocessing"),
         "skipped_images": len(json.loads(a.get("skipped", "[]"))),
         "image_root": a.get("root"),
@@ -94,6 +115,9 @@ def _codes(path: Path, f: h5py.File, a: dict) -> tuple[dict, list]:
         "classes": len(json.loads(a.get("classes", "[]"))),
         "image_root": a.get("image_root"),
         "footprints": _geo(f),
+        "acquired": _when(f),
+        "stac": _stac(f),
+        "sources": _sources(a),
         "model_sha256": a.get("model_sha256"),
         "hashidx_version": a.get("hashidx_version"),
     }
@@ -107,6 +131,23 @@ def _codes(path: Path, f: h5py.File, a: dict) -> tuple[dict, list]:
     if a.get("split_sha256"):
         companions.append(_sha_check(path.parent / "split.json", a.get("split_sha256"), "split"))
     return facts, companions
+
+
+def _sources(a: dict) -> list[str] | None:
+    """What each `hashidx add` read, and how: its source, ids and scaling."""
+    try:
+        sources = json.loads(str(a.get("sources", "[]")))
+    except ValueError:
+        return None
+    out = []
+    for s in sources if isinstance(sources, list) else []:
+        ids = s.get("ids") or []
+        span = f"ids {ids[0]}-{ids[1]}" if len(ids) == 2 else "no items"
+        scale = s.get("scaling", "")
+        if s.get("scale") and scale != "the model's":
+            scale += " [" + ", ".join(f"{lo:g}:{hi:g}" for lo, hi in s["scale"]) + "]"
+        out.append(f"{s.get('source')}: {s.get('items', 0)} items ({span}), read with {scale}")
+    return out or None
 
 
 def _labels(path: Path, f: h5py.File, a: dict) -> tuple[dict, list]:
@@ -213,6 +254,7 @@ def _index(path: Path, sidecar: dict) -> dict:
         )
         if k in sidecar
     }
+    facts["acquired"] = _index_time(path, sidecar)
     companions = [_sha_check(path, sidecar.get("index_sha256"), "FAISS index file")]
     companions.append(_sha_check(idx.codes_file_of(path, sidecar), sidecar.get("codes_sha256"), "codes file"))
     if sidecar.get("added_file"):
@@ -224,6 +266,21 @@ def _index(path: Path, sidecar: dict) -> dict:
         "facts": facts,
         "companions": companions,
     }
+
+
+def _index_time(path: Path, sidecar: dict) -> str | None:
+    """The span of the indexed items' acquisition times, over its codes files (those that are there)."""
+    from hashidx.codes.codefile import read_ids_times
+    from hashidx.index import indexes as idx
+
+    times: list[str] = []
+    total = 0
+    for key in ("codes_file", "added_file"):
+        if sidecar.get(key) and (found := idx.recorded_file(path, sidecar, key)).is_file():
+            ids, when = read_ids_times(found)
+            times += [t for t in when if t]
+            total += len(ids)
+    return f"{min(times)} to {max(times)} ({len(times)} of {total} items dated)" if times else None
 
 
 def _json(path: Path, obj: dict) -> dict:
@@ -349,10 +406,23 @@ def _parquet(path: Path) -> dict | None:
         return None
     meta = pq.read_metadata(path)
     names = set(meta.schema.names)
+    geo = json.loads((meta.metadata or {}).get(b"geo", b"null"))
+    if geo and {"id", "code"} <= names:
+        return {
+            "kind": "hashidx-export",
+            "what": f"GeoParquet {geo.get('version')} of an index's items",
+            "facts": {
+                "items": meta.num_rows,
+                "row_groups": meta.num_row_groups,
+                "bbox": geo["columns"]["geometry"].get("bbox"),
+            },
+            "companions": [],
+        }
     if not set(RESULT_COLUMNS) <= names:
         return None
     queries = pq.read_table(path, columns=["query"]).column("query")
-    return _results(path, "parquet", None, {"results": meta.num_rows, "queries": len(queries.unique())})
+    fmt = "geoparquet" if geo else "parquet"
+    return _results(path, fmt, None, {"results": meta.num_rows, "queries": len(queries.unique())})
 
 
 def describe(path: str | Path) -> dict:

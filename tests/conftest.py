@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 import tempfile
@@ -94,3 +95,65 @@ def itq_index(ucmd_features, tmp_path_factory) -> Path:
         result = CliRunner().invoke(main, ["--quiet", *map(str, args)])
         assert result.exit_code == 0, result.output
     return out / "base.faiss"
+
+
+NAIP_YEARS = (2009, 2014, 2019)
+
+
+def make_stac_catalog(out: Path, scenes: Path, broken: bool = False) -> Path:
+    import pystac
+    import rasterio
+
+    """A self-contained STAC catalog: a 'naip' collection with one dated item per year, its GeoTIFF asset named
+    by relative href, bands by common name; `broken` adds an item whose asset is not there."""
+    from pystac.extensions.eo import Band, EOExtension
+    from rasterio.warp import transform_bounds
+
+    catalog = pystac.Catalog("archive", "NAIP over three years")
+    extent = pystac.Extent(pystac.SpatialExtent([[-180, -90, 180, 90]]), pystac.TemporalExtent([[None, None]]))
+    collection = pystac.Collection("naip", "NAIP", extent)
+    catalog.add_child(collection)
+    for year in (*NAIP_YEARS, *((1999,) if broken else ())):
+        tif = out / "data" / f"naip_{year}.tif"
+        tif.parent.mkdir(parents=True, exist_ok=True)
+        source = scenes / f"naip_{year if year in NAIP_YEARS else NAIP_YEARS[0]}.tif"
+        with rasterio.open(source) as src:
+            w, s, e, n = transform_bounds(src.crs, "EPSG:4326", *src.bounds)
+        if year != 1999:
+            shutil.copy(source, tif)
+        ring = [[w, s], [e, s], [e, n], [w, n], [w, s]]
+        when = dt.datetime(year, 6, 1, tzinfo=dt.timezone.utc)
+        props = {"landcover": "cropland" if year != 2014 else "mixed"}
+        item = pystac.Item(f"naip-{year}", {"type": "Polygon", "coordinates": [ring]}, [w, s, e, n], when, props)
+        asset = pystac.Asset(str(tif), media_type=pystac.MediaType.COG, roles=["data"])
+        item.add_asset("image", asset)
+        EOExtension.ext(asset, add_if_missing=True).bands = [
+            Band.create(name=name, common_name=common)
+            for name, common in (("R", "red"), ("G", "green"), ("B", "blue"), ("N", "nir"))
+        ]
+        item.add_asset("thumbnail", pystac.Asset("thumb.png", media_type=pystac.MediaType.PNG, roles=["thumbnail"]))
+        collection.add_item(item)
+    catalog.normalize_hrefs(str(out))
+    catalog.make_all_asset_hrefs_relative()
+    catalog.save(pystac.CatalogType.SELF_CONTAINED)
+    return out / "catalog.json"
+
+
+@pytest.fixture(scope="session")
+def stac_archive(scenes, tmp_path_factory) -> Path:
+    """A STAC catalog of the NAIP years (catalog/), its scenes cut into 256 px chips, coded by ITQ (an archive
+    nobody labelled: run/) and indexed (index.faiss)."""
+    from click.testing import CliRunner
+
+    from hashidx.cli import main
+
+    root = tmp_path_factory.mktemp("stac")
+    catalog = make_stac_catalog(root / "catalog", scenes)
+    for args in (
+        ["features", catalog, "--bands", "red,green,blue", "--tile", "256", "--views", "1", "-o", root / "f.h5"],
+        ["train", root / "f.h5", "--method", "itq", "--bits", "32", "-o", root / "run"],
+        ["build-index", root / "run" / "codes.h5", "-o", root / "index.faiss"],
+    ):
+        result = CliRunner().invoke(main, ["--quiet", *map(str, args)])
+        assert result.exit_code == 0, result.output
+    return root

@@ -30,7 +30,7 @@ def test_python_api_page_runs_on_a_slice(ucmd_slice, tmp_path, monkeypatch):
     assert (tmp_path / "runs" / "gallery.html").is_file()
     rows = (tmp_path / "runs" / "results.tsv").read_text().splitlines()
     assert (
-        rows[0].split("\t") == ["query", "rank", "id", "path", "distance", "score", "lon", "lat"]
+        rows[0].split("\t") == ["query", "rank", "id", "path", "distance", "score", "lon", "lat", "datetime"]
         and len(rows) == 1 + 2 * 20
     )
     exec(compile(second, "python-api.md#2", "exec"), scope)

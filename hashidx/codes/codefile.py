@@ -144,6 +144,10 @@ class Item(NamedTuple):
     crs: str = ""  # the footprint's CRS, "" where the item has none
     bounds: tuple[float, float, float, float] | None = None  # left, bottom, right, top in `crs`
     lonlat: tuple[float, float] | None = None  # centre, EPSG:4326
+    ring: list[list[float]] | None = None  # the true outline, a closed counter-clockwise (lon, lat) ring
+    datetime: str = ""  # acquisition time, ISO 8601 ("" where unknown)
+    item: str = ""  # STAC item id and collection ("" outside a catalog)
+    collection: str = ""
 
 
 def items_by_id(path: str | Path, ids: np.ndarray) -> dict[int, Item]:
@@ -178,10 +182,27 @@ def items_by_id(path: str | Path, ids: np.ndarray) -> dict[int, Item]:
             file = Path(found_files[j].decode()) if found_files[j] else None
         else:
             file = Path(root) / name if root else (Path(name) if Path(name).is_absolute() else None)
-        if geo is not None and geo.crs[j]:
-            lon, lat = (round(float(x), 7) for x in geo.lonlat[j])
-            left, bottom, right, top = (float(x) for x in geo.bounds[j])
-            out[int(i)] = Item(name, names[j], file, geo.crs[j], (left, bottom, right, top), (lon, lat))
-        else:
-            out[int(i)] = Item(name, names[j], file)
+        out[int(i)] = item_of(name, names[j], file, geo, j)
     return out
+
+
+def item_of(name: str, label: str | None, file: Path | None, geo: Footprints | None, j: int) -> Item:
+    """Row j of a codes file's items as an Item (its footprint and time where `geo` has them)."""
+    if geo is None:
+        return Item(name, label, file)
+    assert geo.when is not None and geo.item is not None and geo.collection is not None
+    when = (geo.when[j], geo.item[j], geo.collection[j])
+    if not geo.crs[j]:
+        return Item(name, label, file, "", None, None, None, *when)
+    lon, lat = (round(float(x), 7) for x in geo.lonlat[j])
+    left, bottom, right, top = (float(x) for x in geo.bounds[j])
+    return Item(name, label, file, geo.crs[j], (left, bottom, right, top), (lon, lat), geo.ring(j), *when)
+
+
+def read_ids_times(path: str | Path) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Only the ids of a codes file and each item's acquisition time ("" where unknown)."""
+    with read_h5(path, "hashidx-codes", "codes file", "rebuild the index from a codes.h5") as f:
+        ids = f["ids"][:].astype(np.int64)
+        g = f.get("footprints")
+        times = strings(g["datetime"]) if g is not None and "datetime" in g else ("",) * len(ids)
+    return ids, times

@@ -3,14 +3,14 @@ or scenes, one raster, or a list of paths."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from hashidx.data.chips import Tiled, Tiling, tile_items
-from hashidx.data.footprints import Footprints
+from hashidx.data.footprints import Catalogued, Footprints
 from hashidx.data.rasters import scene_of
 from hashidx.errors import HashidxError
 
@@ -26,6 +26,7 @@ class Dataset:
     labels: np.ndarray  # int64 (n,) index into classes, or uint8 (n x C) multi-hot rows over them
     classes: tuple[str, ...]
     geo: Footprints | None = None  # each item's place on Earth, where its source is georeferenced
+    catalog: Mapping[Path, Catalogued] | None = None  # STAC records by file, for an archive read from a catalog
 
     @property
     def labelled(self) -> bool:
@@ -41,7 +42,8 @@ class Dataset:
     def subset(self, indices: np.ndarray) -> Dataset:
         """The items at `indices`, same classes."""
         geo = None if self.geo is None else self.geo.subset(indices)
-        return Dataset(self.root, tuple(self.paths[i] for i in indices), self.labels[indices], self.classes, geo)
+        paths = tuple(self.paths[i] for i in indices)
+        return Dataset(self.root, paths, self.labels[indices], self.classes, geo, self.catalog)
 
     def tiled(self, tiling: Tiling) -> tuple[Dataset, Tiled]:
         """Each scene cut into chips that keep its label (`scene.tif#COL,ROW,WIDTH,HEIGHT`), and what was skipped."""
@@ -49,7 +51,8 @@ class Dataset:
         owner = {name: i for i, name in enumerate(self.paths)}
         rows = [owner[scene_of(name)] for name, _ in tiled.items]
         paths = tuple(name for name, _ in tiled.items)
-        return Dataset(self.root, paths, self.labels[np.asarray(rows, dtype=np.int64)], self.classes), tiled
+        labels = self.labels[np.asarray(rows, dtype=np.int64)]
+        return Dataset(self.root, paths, labels, self.classes, catalog=self.catalog), tiled
 
 
 def labels_of(stored: np.ndarray) -> np.ndarray:

@@ -70,6 +70,7 @@ class Radiometry:
     bands: tuple[int, ...] = ()
     scale: tuple[tuple[float, float], ...] = ()
     how: str = "8-bit /255"
+    dtypes: tuple[str, ...] = ()  # the pixel types a fitted scaling was fitted on; () where it was given or 8-bit
 
     @property
     def channels(self) -> int:
@@ -77,11 +78,12 @@ class Radiometry:
 
     def attrs(self) -> dict[str, str]:
         """What a feature cache's attributes and a model's config record."""
-        return {
+        out = {
             "bands": json.dumps(list(self.bands)),
             "scale": json.dumps([list(s) for s in self.scale]),
             "scaling": self.how,
         }
+        return {**out, "dtypes": json.dumps(list(self.dtypes))} if self.dtypes else out
 
     @classmethod
     def from_attrs(cls, attrs: Mapping[str, Any]) -> Radiometry:
@@ -89,9 +91,10 @@ class Radiometry:
         try:
             bands = tuple(int(b) for b in json.loads(str(attrs.get("bands", "[]"))))
             scale = tuple((float(lo), float(hi)) for lo, hi in json.loads(str(attrs.get("scale", "[]"))))
+            dtypes = tuple(str(t) for t in json.loads(str(attrs.get("dtypes", "[]"))))
         except (ValueError, TypeError) as exc:
             raise ValueError(f"malformed 'bands'/'scale' record ({exc})") from None
-        return cls(bands, scale, str(attrs.get("scaling", "8-bit /255")))
+        return cls(bands, scale, str(attrs.get("scaling", "8-bit /255")), dtypes)
 
     def describe(self) -> str:
         bands = ",".join(map(str, self.bands)) if self.bands else "RGB"
@@ -103,7 +106,7 @@ class Radiometry:
             return self
         pick = [0, 1, 2] if len(self.bands) >= 3 else [0, 0, 0]
         scale = tuple(self.scale[i] for i in pick) if self.scale else ()
-        return Radiometry(tuple(self.bands[i] for i in pick), scale, self.how)
+        return Radiometry(tuple(self.bands[i] for i in pick), scale, self.how, self.dtypes)
 
     def same_as(self, other: Radiometry) -> bool:
         return self.bands == other.bands and np.allclose(self.scale or [(0, 255)], other.scale or [(0, 255)])
@@ -207,14 +210,32 @@ def default_bands(src: Any, path: Path) -> tuple[tuple[int, ...], str | None]:
     )
 
 
-def _scale(a: np.ndarray, scale: Sequence[tuple[float, float]], dtype: str, path: Path) -> np.ndarray:
+def check_dtype(dtype: str, radiometry: Radiometry, path: Path, complex_only: bool = False) -> None:
+    """Refuse pixels the recorded scaling cannot read: complex data, and another type than it was made for."""
+    if dtype.startswith("complex") or dtype.startswith("c"):
+        raise HashidxError(
+            f"{path}: complex {dtype} pixels (an SLC?); hashidx reads real values: make an amplitude raster "
+            "(|z| of each pixel, e.g. a GDAL VRT band with the 'mod' pixel function) and read that instead"
+        )
+    if complex_only:
+        return
+    if not radiometry.scale and dtype != "uint8":
+        raise HashidxError(
+            f"{path}: {dtype} pixels, but the scaling recorded with these bands is for 8-bit images; give one "
+            "with --scale LO:HI (e.g. --scale 0:3000), or --scale auto to fit it on these images"
+        )
+    # An 8-bit scaling recorded before the pixel types were is still one for 8-bit images.
+    made_for = radiometry.dtypes or (("uint8",) if radiometry.how == "8-bit /255" else ())
+    if made_for and dtype not in made_for:
+        raise HashidxError(
+            f"{path}: {dtype} pixels, but the recorded scaling was made for {'/'.join(made_for)} "
+            "images; give one with --scale LO:HI, or --scale auto to fit it on these images"
+        )
+
+
+def _scale(a: np.ndarray, scale: Sequence[tuple[float, float]]) -> np.ndarray:
     """Band-first array → [0,1] with the dataset's scaling (8-bit data without one: /255)."""
     if not scale:
-        if dtype != "uint8":
-            raise HashidxError(
-                f"{path}: {dtype} pixels, but the scaling recorded with these bands is for 8-bit images; use a "
-                f"model or feature cache made from {dtype} imagery ('hashidx features' fits a scaling for it)"
-            )
         return a.astype(np.float32) / 255.0
     lo = np.asarray([s[0] for s in scale], np.float32).reshape(-1, 1, 1)
     hi = np.asarray([s[1] for s in scale], np.float32).reshape(-1, 1, 1)
@@ -288,9 +309,11 @@ def read_raster(path: str | Path, size: int, radiometry: Radiometry = RGB) -> np
     """
     file, window = split_chip(path)
     with open_raster(file) as src:
+        check_dtype(src.dtypes[0], radiometry, file, complex_only=True)  # before bands: an SLC has one or two
         bands = _bands_of(src, file, radiometry)
+        check_dtype(src.dtypes[bands[0] - 1], radiometry, file)
         a, valid = _read(src, file, bands, window, (size, size), "bilinear")
-        pixels = _scale(a, radiometry.scale, src.dtypes[bands[0] - 1], file)
+        pixels = _scale(a, radiometry.scale)
     pixels *= valid[None]
     return np.ascontiguousarray(pixels.transpose(1, 2, 0))
 
@@ -299,6 +322,7 @@ def _sample_pixels(path: Path, radiometry: Radiometry) -> tuple[np.ndarray, str,
     """Valid pixels (C x n) of an image or chip read decimated, its data type, and a note on its default bands."""
     file, window = split_chip(path)
     with open_raster(file) as src:
+        check_dtype(src.dtypes[0], radiometry, file, complex_only=True)
         if radiometry.bands:
             bands, note = radiometry.bands, None
             check_bands(bands, src, file)
@@ -369,7 +393,8 @@ def fit_radiometry(
         raise errors[0]
     channels = len(chosen) or 3
     if types == {"uint8"}:
-        return (RGB if not chosen else Radiometry(chosen, ((0.0, 255.0),) * channels, "8-bit /255")), notes
+        eight_bit = Radiometry(chosen, ((0.0, 255.0),) * channels, "8-bit /255", ("uint8",))
+        return (RGB if not chosen else eight_bit), notes
     pixels = np.concatenate(parts, axis=1)
     if pixels.shape[1] == 0:
         raise HashidxError(
@@ -379,7 +404,8 @@ def fit_radiometry(
     hi = np.maximum(hi, lo + 1)
     kinds = "/".join(sorted(types))
     how = f"percentiles {PERCENTILES[0]:g}-{PERCENTILES[1]:g} per band over {len(parts)} images ({kinds})"
-    return Radiometry(chosen, tuple((float(a), float(b)) for a, b in zip(lo, hi)), how), notes
+    fitted = tuple((float(a), float(b)) for a, b in zip(lo, hi))
+    return Radiometry(chosen, fitted, how, tuple(sorted(types))), notes
 
 
 def parse_bands_like(text: str, paths: Sequence[Path]) -> tuple[int, ...]:

@@ -307,7 +307,7 @@ def _extraction(
     extractor = None if engine.remote else FeatureExtractor(spec, weights, runtime, radiometry.channels)
     stage = BackboneStage(backbone, weights, runtime, radiometry, size, check_views(views), extractor=extractor)
     paths = [ds.absolute(i) for i in range(len(ds))]
-    ds = dataclasses.replace(ds, geo=footprints(paths, warn))
+    ds = dataclasses.replace(ds, geo=footprints(paths, warn, ds.catalog))
     resume, save = None, None
     if partial is not None:
         keeper = _Partial(Path(partial), _identity(ds, backbone, size, check_views(views), weights, radiometry))

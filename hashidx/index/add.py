@@ -6,6 +6,7 @@ so query results can name them; the sidecar counts them and names that file.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -15,7 +16,6 @@ import numpy as np
 from hashidx.codes.codefile import CodeFile
 from hashidx.data.chips import Tiling
 from hashidx.data.footprints import Footprints
-from hashidx.data.queryfile import image_list
 from hashidx.engines.base import Engine
 from hashidx.features.runtime import DEFAULT_RUNTIME
 from hashidx.index import indexes as idx
@@ -44,10 +44,13 @@ def add_images(
     tiling: Tiling | None = None,
     bands: str | None = None,
     engine: Engine | None = None,
+    scale: str | None = None,
 ) -> tuple[dict, list[tuple[str, str]]]:
-    """Encode the images (scenes cut into chips with `tiling`) with the model (backbone on `runtime`, here or on
-    `engine`'s workers) and add them to the index; returns (new sidecar, skipped). The model's bands and scaling
-    read every image (`bands`, when given, must be the model's)."""
+    """Encode the images (a list, folder, scene or STAC catalog; scenes cut into chips with `tiling`) with the
+    model (backbone on `runtime`, here or on `engine`'s workers) and add them to the index; returns (new sidecar,
+    skipped). The model's bands and scaling read every image (`bands`, when given, must be the model's), unless
+    `scale` gives this source its own (LO:HI pairs, or auto: fitted on it); the added-codes file records each
+    source's choice."""
     index_path = Path(index_path)
     _, sidecar = idx.load(index_path)  # checked before the images' encoding, the long part
     head, config = load_checkpoint(model_path)
@@ -56,17 +59,31 @@ def add_images(
     check_model(
         model_path, encoder.bits, model_sha, sidecar["bits"], sidecar.get("model_sha256"), allow_model_mismatch, "model"
     )
-    items, encoder.radiometry = image_inputs(image_list(source), encoder.radiometry, bands, tiling)
+    model_radiometry = encoder.radiometry
+    inputs = image_inputs(source, model_radiometry, bands, tiling, scale)
+    items, encoder.radiometry = inputs.items, inputs.radiometry
     names, codes, skipped = encoder.encode_named(items, source, batch_size, on_error, engine)
     where = dict(items)
     files = tuple(str(where[n]) for n in names)  # resolved: a gallery finds the pixels wherever the list was
-    geo = encoder.footprints_of(items, names)
+    geo = encoder.footprints_of(items, names, inputs.catalog)
+    record = {**inputs.record(source, model_radiometry), "items": len(names)}
     with writing(index_path):
         # Read again under the lock: another `add` may have landed while these images were encoded.
         index, sidecar = idx.load(index_path)
         return _append(
-            index_path, index, sidecar, codes, tuple(names), files, model_sha, Path(model_path), geo
+            index_path, index, sidecar, codes, tuple(names), files, model_sha, Path(model_path), geo, record
         ), skipped
+
+
+def sources_of(added: CodeFile | None) -> list[dict]:
+    """The sources an added-codes file records (files from before they were recorded: none)."""
+    if added is None:
+        return []
+    try:
+        out = json.loads(str(added.attrs.get("sources", "[]")))
+    except ValueError:
+        return []
+    return out if isinstance(out, list) else []
 
 
 def _append(
@@ -79,6 +96,7 @@ def _append(
     model_sha: str,
     model_path: Path,
     geo: Footprints | None = None,
+    record: dict | None = None,
 ) -> dict:
     """Give the codes the ids after the index's and write the added-codes file, then the index and sidecar."""
     id_map = index.id_map  # type: ignore[attr-defined]  # an IndexBinaryIDMap2, which the stubs do not say
@@ -113,7 +131,16 @@ def _append(
         np.full(len(ids_all), -1, dtype=np.int64),
         sidecar["bits"],
         "added",
-        {"model_sha256": model_sha, "encoding": ADDED_ENCODING, "model_path": str(Path(model_path).resolve())},
+        {
+            "model_sha256": model_sha,
+            "encoding": ADDED_ENCODING,
+            "model_path": str(Path(model_path).resolve()),
+            # Each add's source and how its pixels were read, with the ids it got.
+            "sources": json.dumps(
+                sources_of(old)
+                + ([{**record, "ids": [int(ids[0]), int(ids[-1])] if len(ids) else []}] if record else [])
+            ),
+        },
         files_all,
         geo,
     ).save(extra)

@@ -100,18 +100,23 @@ _NO_ID = np.iinfo(np.int64).max
 
 
 def search(
-    index: faiss.IndexBinary, queries: np.ndarray, k: int, whole_shell: bool = False
+    index: faiss.IndexBinary,
+    queries: np.ndarray,
+    k: int,
+    whole_shell: bool = False,
+    allowed: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-k (distances, ids) per query ordered by (distance, id), whatever order FAISS found them in.
 
     Items tied at the k-th distance are all fetched (up to TIE_FETCH_LIMIT candidates), so the ones
     kept are those with the lowest ids; `whole_shell` keeps them all (rows padded with id -1). An
     approximate index (IVF, HNSW) orders the items it found the same way. Missing slots are id -1.
+    `allowed` (sorted ids) restricts the search to those items: the others are left out of the same order.
     """
     if index.ntotal == 0:
         raise HashidxError("the index is empty; build it from a codes file with at least one code")
     k = min(k, index.ntotal)
-    dist, ids = index.search(queries, k)
+    dist, ids = _search(index, queries, k, allowed)
     limit = min(index.ntotal, max(TIE_FETCH_LIMIT, k))
     while dist.shape[1] < limit:
         # A row may hide more ties when its last slot is filled and still at its k-th distance.
@@ -119,13 +124,36 @@ def search(
         if not open_rows.any():
             break
         width = min(dist.shape[1] * 4, limit)
-        more_d, more_i = index.search(queries[open_rows], width)
+        more_d, more_i = _search(index, queries[open_rows], width, allowed)
         pad = width - dist.shape[1]
         dist = np.pad(dist, ((0, 0), (0, pad)), constant_values=np.iinfo(dist.dtype).max)
         ids = np.pad(ids, ((0, 0), (0, pad)), constant_values=-1)
         dist[open_rows], ids[open_rows] = more_d, more_i
     dist, ids, _ = top_k(dist, ids, k, whole_shell)
     return dist, ids
+
+
+def _search(index: faiss.IndexBinary, queries: np.ndarray, k: int, allowed: np.ndarray | None):
+    """FAISS's k nearest, of the `allowed` ids only where given: a flat index skips the others while it scans
+    (an ID selector); IVF and HNSW take no selector, so their lists are fetched wider until k allowed remain."""
+    if allowed is None:
+        return index.search(queries, k)
+    inner = faiss.downcast_IndexBinary(index.index) if hasattr(index, "index") else index
+    if isinstance(inner, faiss.IndexBinaryFlat):
+        params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed))  # type: ignore[call-arg]
+        return index.search(queries, k, params=params)
+    width = k
+    while True:
+        width = min(width * 4, index.ntotal)
+        dist, ids = index.search(queries, width)
+        keep = np.isin(ids, allowed) & (ids >= 0)
+        if width >= index.ntotal or (keep.sum(axis=1) >= k).all():
+            break
+    # Each row's allowed candidates, in the order FAISS gave them, first: a stable sort on "left out".
+    order = np.argsort(~keep, axis=1, kind="stable")[:, :k]
+    kept = np.take_along_axis(keep, order, 1)
+    dist = np.where(kept, np.take_along_axis(dist, order, 1), np.iinfo(np.int32).max)
+    return dist, np.where(kept, np.take_along_axis(ids, order, 1), -1)
 
 
 def top_k(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,7 @@ from torch import nn
 from hashidx.codes.binary import pack, sign
 from hashidx.data.footprints import Footprints, footprints
 from hashidx.data.rasters import Radiometry
+from hashidx.data.stac import StacRecord
 from hashidx.engines.base import Engine, Stage
 from hashidx.engines.local import LocalEngine
 from hashidx.errors import HashidxError
@@ -175,10 +176,13 @@ class Encoder:
         return names, pack(sign(u)), skipped
 
     @staticmethod
-    def footprints_of(items: Sequence[tuple[str, Path]], names: Sequence[str]) -> Footprints | None:
-        """Footprints of the named items that were encoded (None when none is georeferenced)."""
+    def footprints_of(
+        items: Sequence[tuple[str, Path]], names: Sequence[str], catalog: Mapping[Path, StacRecord] | None = None
+    ) -> Footprints | None:
+        """Footprints of the named items that were encoded (None when none is georeferenced or dated); `catalog`
+        gives STAC items' times and ids."""
         where = dict(items)
-        return footprints([where[n] for n in names], warn)
+        return footprints([where[n] for n in names], warn, catalog)
 
     def embed_named(
         self,

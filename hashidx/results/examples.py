@@ -20,6 +20,7 @@ import numpy as np
 from hashidx.codes.binary import hamming, pack, sign, unpack
 from hashidx.codes.codefile import positions
 from hashidx.errors import HashidxError
+from hashidx.results.period import Period
 from hashidx.results.query import QuerySet, Results, Searcher
 
 RULES = ("mean", "fusion")
@@ -63,10 +64,15 @@ def indexed_examples(searcher: Searcher, ids: Iterable[int]) -> np.ndarray:
 
 
 def search_examples(
-    searcher: Searcher, examples: Examples, k: int = 20, rule: str = DEFAULT_RULE, rerank: str | int | None = None
+    searcher: Searcher,
+    examples: Examples,
+    k: int = 20,
+    rule: str = DEFAULT_RULE,
+    rerank: str | int | None = None,
+    period: Period | None = None,
 ) -> Results:
     """The k best items for the examples under `rule`; `rerank` as for `Searcher.search` (each example's own list
-    under `fusion`, the combined one under `mean`)."""
+    under `fusion`, the combined one under `mean`); only items acquired in `period` where given."""
     if rule not in RULES:
         raise HashidxError(f"--rule {rule}: choose one of {', '.join(RULES)}")
     q = examples.target()
@@ -76,19 +82,25 @@ def search_examples(
     # ±1 codes re-rank an example's own list to its Hamming order: nothing to gain
     own_rerank = "none" if np.isin(rows, (-1.0, 1.0)).all() else rerank
     if len(rows) == 1:  # both rules are the example's own list
-        return left_out(searcher.search(qs, room, own_rerank), examples.exclude, k)
+        return left_out(searcher.search(qs, room, own_rerank, period), examples.exclude, k)
     if rule == "mean":
-        return left_out(searcher.search(qs, room, rerank), examples.exclude, k)
-    return _fused(searcher, examples, rows, qs, k, own_rerank)
+        return left_out(searcher.search(qs, room, rerank, period), examples.exclude, k)
+    return _fused(searcher, examples, rows, qs, k, own_rerank, period)
 
 
 def _fused(
-    searcher: Searcher, examples: Examples, rows: np.ndarray, qs: QuerySet, k: int, rerank: str | int | None
+    searcher: Searcher,
+    examples: Examples,
+    rows: np.ndarray,
+    qs: QuerySet,
+    k: int,
+    rerank: str | int | None,
+    period: Period | None = None,
 ) -> Results:
     n = len(rows)
     each = QuerySet([str(i) for i in range(n)], pack(sign(rows)), [], [None] * n, [None] * n, rows, "examples")
     depth = min(max(FUSION_DEPTH, k + len(examples.exclude)), searcher.index.ntotal)
-    lists = searcher.search(each, depth, rerank).ids
+    lists = searcher.search(each, depth, rerank, period).ids
     score: dict[int, float] = {}
     for e, row in enumerate(lists.tolist()):
         weight = 1.0 if e < len(examples.positive) else -1.0
@@ -155,9 +167,10 @@ def query_examples_file(
     rule: str = DEFAULT_RULE,
     rerank: str | int | None = None,
     batch_size: int = 8,
+    period: Period | None = None,
 ) -> list[Results]:
-    """Each multi-example query of an examples file, answered in file order."""
+    """Each multi-example query of an examples file, answered in file order (only items acquired in `period`)."""
     return [
-        search_examples(searcher, examples_of(searcher, name, pos, neg, folder, batch_size), k, rule, rerank)
+        search_examples(searcher, examples_of(searcher, name, pos, neg, folder, batch_size), k, rule, rerank, period)
         for name, pos, neg in queries
     ]

@@ -14,10 +14,9 @@ import h5py
 import numpy as np
 
 from hashidx.codes.binary import pack, sign
-from hashidx.codes.codefile import CodeFile, CodeTable, Item, count_rows, items_by_id, read_ids_codes
+from hashidx.codes.codefile import CodeFile, CodeTable, Item, count_rows, items_by_id, read_ids_codes, read_ids_times
 from hashidx.data.chips import Tiling
 from hashidx.data.labels import label_names
-from hashidx.data.queryfile import image_list
 from hashidx.engines.base import Engine
 from hashidx.engines.local import LocalEngine
 from hashidx.errors import HashidxError
@@ -26,12 +25,13 @@ from hashidx.index import indexes as idx
 from hashidx.index.indexes import check_model
 from hashidx.index.shards import ShardStage, merge, shard_rows
 from hashidx.io.atomic import atomic_path, sha256_file
+from hashidx.results.period import Period
 from hashidx.results.rerank import DEFAULT_RERANK, candidates_for, parse_rerank
 from hashidx.results.rerank import rerank as rerank_candidates
 from hashidx.version import __version__
 
-RESULT_FIELDS = ("query", "rank", "id", "path", "distance", "score", "lon", "lat")
-FORMATS = ("tsv", "jsonl", "geojson", "parquet")
+RESULT_FIELDS = ("query", "rank", "id", "path", "distance", "score", "lon", "lat", "datetime")
+FORMATS = ("tsv", "jsonl", "geojson", "parquet", "geoparquet")
 
 
 @dataclass
@@ -82,9 +82,9 @@ class Results:
             merged["places"],
         )
 
-    def rows(self) -> Iterator[tuple[str, int, int, str, int, float | None, float | None, float | None]]:
-        """(query, rank, id, path, distance, score, lon, lat) in RESULT_FIELDS order; score None when not
-        re-ranked, lon/lat None where the item has no footprint."""
+    def rows(self) -> Iterator[tuple[str, int, int, str, int, float | None, float | None, float | None, str | None]]:
+        """(query, rank, id, path, distance, score, lon, lat, datetime) in RESULT_FIELDS order; score None when not
+        re-ranked, lon/lat None where the item has no footprint, datetime None where its time is unknown."""
         scores = (
             self.scores.round(6).tolist() if self.scores is not None else [[None] * self.ids.shape[1]] * len(self.ids)
         )
@@ -93,7 +93,8 @@ class Results:
                 if i >= 0:
                     place = self.places.get(i)
                     lon, lat = place.lonlat if place is not None and place.lonlat else (None, None)
-                    yield name, rank, i, self.paths.get(i, ""), d, s, lon, lat
+                    when = (place.datetime or None) if place is not None else None
+                    yield name, rank, i, self.paths.get(i, ""), d, s, lon, lat, when
 
 
 QUERY_BATCH = 4096  # queries per FAISS search call (and per result block)
@@ -167,9 +168,11 @@ class Searcher:
         bands: str | None = None,
         engine: Engine | None = None,
         shards: int | None = None,
+        scale: str | None = None,
     ):
         self.index_path = Path(index_path)
-        self.tiling, self.bands = tiling, bands  # how query images are read: cut into chips, bands checked
+        # How query images are read: cut into chips, bands checked, and another scaling than the model's.
+        self.tiling, self.bands, self.scale = tiling, bands, scale
         self.engine = engine or LocalEngine()  # where query images are encoded and the index searched
         self.nprobe = nprobe
         self.sidecar = idx.load_sidecar(index_path)
@@ -277,7 +280,7 @@ class Searcher:
             raise HashidxError(
                 f"{query_file}: HDF5 of kind {kind!r}; query with an image list, a feature cache or a codes file"
             )
-        yield self.encode_images(image_list(query_file), query_file, batch_size, on_error)
+        yield self.encode_images(query_file, query_file, batch_size, on_error)
 
     def _codes_block(self, query_file: Path, rows: slice) -> QuerySet:
         cf = CodeFile.load(query_file, rows)  # precomputed codes need no model
@@ -319,21 +322,26 @@ class Searcher:
 
     def encode_images(
         self,
-        items: Sequence[tuple[str, Path]],
+        items: Sequence[tuple[str, Path]] | str | Path,
         source: str | Path = "queries",
         batch_size: int = 8,
         on_error: str = "fail",
         tiling: Tiling | None = None,
     ) -> QuerySet:
-        """Named query images (or scenes, cut into chips with `tiling`, by default the Searcher's) through the
-        model."""
+        """Named query images, or an image list, folder or STAC catalog (scenes cut into chips with `tiling`, by
+        default the Searcher's), through the model."""
         if self.encoder is None:
             raise _no_model(source)
-        tiling = tiling or self.tiling
-        if tiling is not None or self.bands is not None:
-            from hashidx.methods.inputs import image_inputs
+        from hashidx.methods.inputs import image_inputs
 
-            items, self.encoder.radiometry = image_inputs(list(items), self.encoder.radiometry, self.bands, tiling)
+        inputs = image_inputs(
+            items if isinstance(items, (str, Path)) else list(items),
+            self.encoder.radiometry,
+            self.bands,
+            tiling or self.tiling,
+            self.scale,
+        )
+        items, self.encoder.radiometry = inputs.items, inputs.radiometry
         names, u, skipped = self.encoder.embed_named(items, source, batch_size, on_error, self.engine)
         files = dict(items)
         classes = set(self.encoder.config.get("classes", []))
@@ -356,36 +364,58 @@ class Searcher:
         return "none" if qs.real is None else parse_rerank(DEFAULT_RERANK if rerank is None else rerank)
 
     def rank(
-        self, codes: np.ndarray, real: np.ndarray | None, k: int, mode: str | int
+        self, codes: np.ndarray, real: np.ndarray | None, k: int, mode: str | int, allowed: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """One block of queries against the whole index: (distances, ids, scores or None), re-ranked by uᵀv
-        unless `mode` is none."""
+        """One block of queries against the whole index (or its `allowed` ids): (distances, ids, scores or None),
+        re-ranked by uᵀv unless `mode` is none."""
         if mode == "none":
-            return (*idx.search(self.index, codes, k), None)
+            return (*idx.search(self.index, codes, k, allowed=allowed), None)
         assert real is not None
-        dist, ids = idx.search(self.index, codes, candidates_for(k, mode), whole_shell=True)
+        dist, ids = idx.search(self.index, codes, candidates_for(k, mode), whole_shell=True, allowed=allowed)
         return rerank_candidates(dist, ids, self.code_table().lookup(ids), real, k, mode)
 
-    def search(self, qs: QuerySet, k: int = 20, rerank: str | int | None = None) -> Results:
+    def search(
+        self, qs: QuerySet, k: int = 20, rerank: str | int | None = None, period: Period | None = None
+    ) -> Results:
         """The k nearest per query, re-ranked by uᵀv where the queries have outputs u (`rerank`: none, ties or
-        K′; default DEFAULT_RERANK); codes queries keep the Hamming order. Ties come out by id."""
-        return next(iter(self.search_many([qs], k, rerank)))
+        K′; default DEFAULT_RERANK); codes queries keep the Hamming order. Ties come out by id. With `period`,
+        only items acquired in it are returned, in the order they have without it."""
+        return next(iter(self.search_many([qs], k, rerank, period)))
 
-    def search_many(self, qsets: Iterable[QuerySet], k: int = 20, rerank: str | int | None = None) -> Iterator[Results]:
+    def allowed_ids(self, period: Period) -> np.ndarray:
+        """The sorted ids of the items acquired within `period` (refused when there are none)."""
+        allowed = period.allowed(read_ids_times(p) for p in idx.code_files_of(self.index_path, self.sidecar))
+        if len(allowed) == 0:
+            raise HashidxError(
+                f"{self.index_path}: no indexed item was acquired {period.describe()}; 'hashidx info "
+                f"{self.index_path}' shows the index's time span"
+            )
+        return allowed
+
+    def search_many(
+        self,
+        qsets: Iterable[QuerySet],
+        k: int = 20,
+        rerank: str | int | None = None,
+        period: Period | None = None,
+    ) -> Iterator[Results]:
         """`search` of each query set in turn, as one stream of QUERY_BATCH blocks through the engine: the index
         replicated on its workers, or split over `shards` of them and merged; the results are the same either way."""
         if k < 1:
             raise HashidxError(f"-k {k}: ask for at least one result")
+        if period is not None and self.shards is not None:
+            raise HashidxError("--since/--until search the whole index in each worker; drop --shards")
+        allowed = None if period is None else self.allowed_ids(period)
         pending: deque[tuple[QuerySet, str | int, int]] = deque()
 
-        def blocks() -> Iterator[tuple[np.ndarray, np.ndarray | None, int, str | int]]:
+        def blocks() -> Iterator[tuple]:
             for qs in qsets:
                 mode = self._mode(qs, rerank)
                 starts = range(0, len(qs.codes), QUERY_BATCH)
                 pending.append((qs, mode, len(starts)))
                 for lo in starts:
                     real = None if mode == "none" or qs.real is None else qs.real[lo : lo + QUERY_BATCH]
-                    yield qs.codes[lo : lo + QUERY_BATCH], real, k, mode
+                    yield qs.codes[lo : lo + QUERY_BATCH], real, k, mode, allowed
 
         done: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []
         for ranked in self._ranked(blocks()):
@@ -398,16 +428,14 @@ class Searcher:
             qs, mode, n = pending.popleft()
             yield self._results(qs, done[:n], mode)
 
-    def _ranked(
-        self, blocks: Iterator[tuple[np.ndarray, np.ndarray | None, int, str | int]]
-    ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+    def _ranked(self, blocks: Iterator[tuple]) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
         if self.shards is None:
             yield from self.engine.map(ReplicaStage(str(self.index_path), self.nprobe, self), blocks)
             return
         reals: deque[tuple[np.ndarray | None, int, str | int]] = deque()
 
         def requests() -> Iterator[tuple[np.ndarray, int, bool]]:
-            for codes, real, k, mode in blocks:
+            for codes, real, k, mode, _ in blocks:
                 reals.append((real, k, mode))
                 yield codes, (k if mode == "none" else candidates_for(k, mode)), mode != "none"
 
@@ -447,7 +475,11 @@ class Searcher:
             qs.labels,
             scores,
             mode,
-            {i: it for i, it in items.items() if it.lonlat is not None and np.isfinite(it.lonlat).all()},
+            {
+                i: it
+                for i, it in items.items()
+                if it.datetime or (it.lonlat is not None and np.isfinite(it.lonlat).all())
+            },
         )
 
 
@@ -507,15 +539,17 @@ def query_to_file(
     on_error: str = "fail",
     rerank: str | int | None = None,
     keep: bool = False,
+    period: Period | None = None,
 ) -> QueryTotals:
     """Answer a query file into `output` block by block (peak memory: one block, unless `keep` collects the
-    results, e.g. for a gallery); returns the totals."""
+    results, e.g. for a gallery), only items acquired in `period` where given; returns the totals."""
     if k < 1:
         raise HashidxError(f"-k {k}: ask for at least one result")
     totals = QueryTotals()
 
     def blocks() -> Iterator[Results]:
-        for res in searcher.search_many(searcher.encode_blocks(query_file, batch_size, on_error), k, rerank):
+        queries = searcher.encode_blocks(query_file, batch_size, on_error)
+        for res in searcher.search_many(queries, k, rerank, period):
             totals.results += len(res)
             totals.queries += len(res.queries)
             totals.skipped += res.skipped
@@ -564,7 +598,8 @@ def _items_by_id(index_path: str | Path, sidecar: dict, ids: np.ndarray) -> dict
 
 
 def write_results(results: Results | Iterable[Results], path: str | Path, fmt: str = "tsv") -> None:
-    """TSV with a header row, JSON lines, a GeoJSON FeatureCollection (results.geojson) or Parquet; written atomically.
+    """TSV with a header row, JSON lines, a GeoJSON FeatureCollection (results.geojson), Parquet or GeoParquet
+    (footprints as WKB polygons, with the `geo` metadata GIS tools read); written atomically.
     Blocks of results (as query_to_file makes them) are written as they come, so memory stays bounded by one
     block."""
     if fmt not in FORMATS:
@@ -572,6 +607,11 @@ def write_results(results: Results | Iterable[Results], path: str | Path, fmt: s
     blocks = [results] if isinstance(results, Results) else results
     if fmt == "parquet":
         write_parquet(blocks, path)
+        return
+    if fmt == "geoparquet":
+        from hashidx.results.geoparquet import write_results_geoparquet
+
+        write_results_geoparquet(blocks, path)
         return
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as fh:
         if fmt == "geojson":
@@ -600,6 +640,7 @@ def _parquet_schema() -> Any:
             ("score", pa.float64()),
             ("lon", pa.float64()),
             ("lat", pa.float64()),
+            ("datetime", pa.string()),
         ]
     )
 
@@ -623,16 +664,15 @@ def write_geojson(blocks: Iterable[Results], fh: Any) -> int:
     """One Feature per result with a footprint (feature ids 0, 1, 2...): its polygon in EPSG:4326 (the four corners
     reprojected), and the query, rank, item_id, distance, score, path, source file and pixel window as properties.
     Results without a footprint are left out (the TSV keeps them); returns how many were written."""
-    from hashidx.data.footprints import polygon
     from hashidx.data.rasters import split_chip
 
     # A foreign member (RFC 7946 §6.1) that `hashidx info` knows the file by; GIS readers skip it.
     fh.write('{"type": "FeatureCollection", "generator": ' + json.dumps(f"hashidx {__version__}") + ', "features": [')
     n = 0
     for block in blocks:
-        for name, rank, i, path, d, score, _, _ in block.rows():
+        for name, rank, i, path, d, score, *_ in block.rows():
             place = block.places.get(i)
-            if place is None or place.bounds is None:
+            if place is None or place.ring is None:
                 continue
             source, window = split_chip(place.file if place.file is not None else path)
             feature = {
@@ -640,7 +680,7 @@ def write_geojson(blocks: Iterable[Results], fh: Any) -> int:
                 # One id per feature (GDAL and QGIS take it as the FID); an item matching several queries appears
                 # once per match, so the item's own id is the item_id property.
                 "id": n,
-                "geometry": {"type": "Polygon", "coordinates": [polygon(place.crs, place.bounds)]},
+                "geometry": {"type": "Polygon", "coordinates": [place.ring]},
                 "properties": {
                     "query": name,
                     "rank": rank,
@@ -652,6 +692,7 @@ def write_geojson(blocks: Iterable[Results], fh: Any) -> int:
                     "window": None if window is None else [window.col, window.row, window.width, window.height],
                     "label": block.labels.get(i),
                     "crs": place.crs,
+                    "datetime": place.datetime or None,
                 },
             }
             fh.write(("," if n else "") + "\n" + json.dumps(feature))

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import tempfile
 from collections.abc import MutableMapping
 from importlib import resources
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Body, FastAPI, Query, Request
@@ -20,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from hashidx.errors import HashidxError
 from hashidx.feedback.marks import Mark
 from hashidx.feedback.workspace import Busy
+from hashidx.results.period import Period
 from hashidx.service.archive import Archive, Conflict, NotFound, ReadOnly, Unacceptable, results_records
 from hashidx.service.settings import ServeSettings
 from hashidx.version import __version__
@@ -54,6 +57,16 @@ class ItemsQuery(BaseModel):
     positive: list[int] = Field(min_length=1, max_length=64, description="ids of items to find more of")
     negative: list[int] = Field(default=[], max_length=64, description="ids of items that must not come back")
     k: int = Field(default=20, ge=1, le=1000)
+    since: str | None = Field(default=None, max_length=40, description="only items acquired on or after (ISO 8601)")
+    until: str | None = Field(default=None, max_length=40, description="only items acquired on or before (ISO 8601)")
+
+    def period(self) -> Period | None:
+        return Period.parse(self.since, self.until)
+
+
+# The acquisition period of a GET or an image search, as `hashidx query --since/--until` takes it.
+SinceParam = Annotated[str | None, Query(max_length=40, description="only items acquired on or after (ISO 8601)")]
+UntilParam = Annotated[str | None, Query(max_length=40, description="only items acquired on or before (ISO 8601)")]
 
 
 def error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
@@ -168,7 +181,7 @@ def create_app(archive: Archive, settings: ServeSettings) -> FastAPI:
     # the search itself (benchmarks/serve_load.py).
     @app.post("/search/items")
     def search_items(query: ItemsQuery) -> JSONResponse:
-        results = archive.search_items(query.positive, query.negative, query.k)
+        results = archive.search_items(query.positive, query.negative, query.k, query.period())
         return JSONResponse({"queries": results_records(archive, results)})
 
     @app.get("/search/point")
@@ -176,9 +189,12 @@ def create_app(archive: Archive, settings: ServeSettings) -> FastAPI:
         lon: Annotated[float, Query(ge=-180, le=180)],
         lat: Annotated[float, Query(ge=-90, le=90)],
         k: Annotated[int, Query(ge=1, le=1000)] = 20,
+        since: SinceParam = None,
+        until: UntilParam = None,
     ) -> JSONResponse:
+        period = Period.parse(since, until)
         at = archive.item_at(lon, lat)
-        results = archive.search_items([at], [], k)
+        results = archive.search_items([at], [], k, period)
         return JSONResponse({"item": archive.item_record(at), "queries": results_records(archive, results)})
 
     @app.post("/search/image")
@@ -187,13 +203,16 @@ def create_app(archive: Archive, settings: ServeSettings) -> FastAPI:
         k: Annotated[int, Query(ge=1, le=1000)] = 20,
         rerank: Annotated[str | None, Query(pattern=r"^(none|ties|\d{1,6})$")] = None,
         tile: Annotated[str | None, Query(pattern=r"^\d{1,5}(:\d{1,5})?$")] = None,
+        since: SinceParam = None,
+        until: UntilParam = None,
     ) -> JSONResponse:
         """The image as the request's body (any Content-Type) or as the `file` field of a multipart form."""
+        period = Period.parse(since, until)
         data = await _upload(request, settings.max_upload_bytes)
         from hashidx.data.chips import Tiling
 
         tiling = None if tile is None else Tiling.parse(tile)
-        work = asyncio.to_thread(archive.search_upload, data, k, rerank, tiling, settings.max_pixels)
+        work = asyncio.to_thread(archive.search_upload, data, k, rerank, tiling, settings.max_pixels, period)
         try:
             results = await asyncio.wait_for(work, settings.request_timeout_s)
         except asyncio.TimeoutError:
@@ -210,11 +229,27 @@ def create_app(archive: Archive, settings: ServeSettings) -> FastAPI:
         from hashidx.results.query import write_geojson
 
         buf = io.StringIO()
-        write_geojson([archive.search_items(query.positive, query.negative, query.k)], buf)
+        write_geojson([archive.search_items(query.positive, query.negative, query.k, query.period())], buf)
         return Response(
             buf.getvalue(),
             media_type="application/geo+json",
             headers={"Content-Disposition": 'attachment; filename="hashidx-results.geojson"'},
+        )
+
+    @app.post("/export/geoparquet")
+    def export_geoparquet(query: Annotated[ItemsQuery, Body()]) -> Response:
+        """The results of an items query as GeoParquet (the `--format geoparquet` layout)."""
+        from hashidx.results.geoparquet import write_results_geoparquet
+
+        results = archive.search_items(query.positive, query.negative, query.k, query.period())
+        with tempfile.TemporaryDirectory(prefix="hashidx-export-") as tmp:
+            path = Path(tmp) / "results.parquet"
+            write_results_geoparquet([results], path)
+            data = path.read_bytes()
+        return Response(
+            data,
+            media_type="application/vnd.apache.parquet",
+            headers={"Content-Disposition": 'attachment; filename="hashidx-results.parquet"'},
         )
 
     # Learning from marks: only where the service was started with a place to keep them (--learn-dir).

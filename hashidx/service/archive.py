@@ -19,7 +19,7 @@ import numpy as np
 
 from hashidx.codes.codefile import Item, positions
 from hashidx.data.chips import Tiling
-from hashidx.data.footprints import from_lonlat, polygon
+from hashidx.data.footprints import from_lonlat
 from hashidx.data.rasters import default_bands, open_raster, split_chip
 from hashidx.errors import HashidxError
 from hashidx.features.runtime import DEFAULT_RUNTIME
@@ -27,6 +27,7 @@ from hashidx.feedback.marks import Mark, Marks
 from hashidx.feedback.workspace import Workspace
 from hashidx.results.examples import Examples, indexed_examples, search_examples
 from hashidx.results.gallery import thumbnail_bytes
+from hashidx.results.period import Period
 from hashidx.results.query import Results, Searcher
 
 
@@ -74,8 +75,9 @@ class Archive:
         model: str | Path | None,
         runtime: str = DEFAULT_RUNTIME,
         workspace: Workspace | None = None,
+        scale: str | None = None,
     ):
-        self.runtime = runtime
+        self.runtime, self.scale = runtime, scale
         self.base = Searcher(index, model, runtime=runtime).warm()
         # (name, searcher): the base, then the learned version answering now. A learn or an undo swaps the pair in
         # one assignment, so a search that took the old one finishes on it.
@@ -123,7 +125,7 @@ class Archive:
                 by_file.setdefault(key, []).append(i)
         scenes = {}
         for file, ids in sorted(by_file.items()):
-            rings = np.asarray([polygon(self.items[i].crs, self.items[i].bounds) for i in ids])  # type: ignore[arg-type]
+            rings = np.asarray([self.items[i].ring for i in ids])
             west, south = rings[..., 0].min(), rings[..., 1].min()
             east, north = rings[..., 0].max(), rings[..., 1].max()
             sid = hashlib.sha256(str(file).encode()).hexdigest()[:12]
@@ -187,14 +189,15 @@ class Archive:
             "window": None if window is None else [window.col, window.row, window.width, window.height],
             "lon": None if item.lonlat is None else item.lonlat[0],
             "lat": None if item.lonlat is None else item.lonlat[1],
-            "footprint": None
-            if not item.crs or item.bounds is None
-            else {"type": "Polygon", "coordinates": [polygon(item.crs, item.bounds)]},
+            "footprint": None if item.ring is None else {"type": "Polygon", "coordinates": [item.ring]},
+            "datetime": item.datetime or None,
         }
 
     # --- searches ---------------------------------------------------------------------------------------------
 
-    def search_items(self, positive: list[int], negative: list[int] | None = None, k: int = 20) -> Results:
+    def search_items(
+        self, positive: list[int], negative: list[int] | None = None, k: int = 20, period: Period | None = None
+    ) -> Results:
         """Items like the `positive` examples and unlike the `negative` ones (hashidx.results.examples, its default
         rule): each example's u through the current model from the archive's cached features where the service
         keeps them, else its ±1 code. Marked negatives, and items with exactly their features, never come back."""
@@ -216,7 +219,7 @@ class Archive:
             exclude,
             self.items[positive[0]].file,
         )
-        return search_examples(searcher, examples, min(k, len(self.ids)))
+        return search_examples(searcher, examples, min(k, len(self.ids)), period=period)
 
     def _example_vectors(self, searcher: Searcher, ids: list[int]) -> np.ndarray:
         rows = indexed_examples(searcher, ids)
@@ -303,7 +306,13 @@ class Archive:
         return best
 
     def search_upload(
-        self, data: bytes, k: int = 20, rerank: str | None = None, tile: Tiling | None = None, max_pixels: int = 0
+        self,
+        data: bytes,
+        k: int = 20,
+        rerank: str | None = None,
+        tile: Tiling | None = None,
+        max_pixels: int = 0,
+        period: Period | None = None,
     ) -> Results:
         """An uploaded JPEG, PNG or (Geo)TIFF through the model, as `hashidx query` reads that file: its type
         sniffed from its bytes, its pixel count bounded, each chip a query where `tile` cuts it."""
@@ -315,10 +324,19 @@ class Archive:
         with tempfile.TemporaryDirectory(prefix="hashidx-upload-") as tmp:
             path = Path(tmp) / f"upload{suffix}"
             path.write_bytes(data)
+            searcher = self.searcher
             with self._lock:
-                qs = self.searcher.encode_images([("upload", path)], "upload", tiling=tile)
+                # Each upload is read with the model's own bands and scaling, or (--scale) its own where the
+                # model's cannot read its pixels; the encoder is left as it was for the next one.
+                model_radiometry, searcher.scale = searcher.encoder.radiometry, None
+                if self.scale is not None and _pixel_type(path) != "uint8":
+                    searcher.scale = self.scale
+                try:
+                    qs = searcher.encode_images([("upload", path)], "upload", tiling=tile)
+                finally:
+                    searcher.encoder.radiometry, searcher.scale = model_radiometry, None
             qs.files = [None] * len(qs.names)  # the temporary file is gone with the request
-            return self.searcher.search(qs, k, rerank)
+            return searcher.search(qs, k, rerank, period)
 
     # --- pictures ---------------------------------------------------------------------------------------------
 
@@ -360,6 +378,14 @@ class Archive:
         elif dtype != "uint8":
             img.rescale(in_range=[(float(img.data.min()), float(img.data.max()) or 1.0)] * len(bands))
         return bytes(img.render(img_format="PNG"))
+
+
+def _pixel_type(path: Path) -> str:
+    """An upload's pixel type: uint8 for JPEG/PNG, a TIFF's first band's otherwise."""
+    if path.suffix != ".tif":
+        return "uint8"
+    with open_raster(path) as src:
+        return str(src.dtypes[0])
 
 
 def sniff_image(data: bytes) -> tuple[str, int]:

@@ -31,7 +31,7 @@ def serve(settings: ServeSettings, say: Callable[[str], None] = print) -> None:
         from hashidx.feedback.workspace import Workspace
 
         workspace = Workspace(settings.learn_dir, settings.index, settings.features)
-    archive = Archive(settings.index, settings.model, settings.runtime, workspace)
+    archive = Archive(settings.index, settings.model, settings.runtime, workspace, settings.scale)
     app = create_app(archive, settings)
     info = archive.describe()
     say(

@@ -41,6 +41,7 @@ class ServeSettings:
     cors_origin: str | None = None  # the one origin allowed to call the API from a browser; none by default
     learn_dir: Path | None = None  # where marks and learned models are kept; None: read-only
     features: Path | None = None  # the archive's feature cache for learning [default: the one its run recorded]
+    scale: str | None = None  # how uploads the model's scaling cannot read are scaled (auto, LO:HI); None: refused
 
     def checked(self) -> ServeSettings:
         """The settings with the token from the environment where none was given; refused where unsafe."""

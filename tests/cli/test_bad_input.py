@@ -413,8 +413,8 @@ def test_features_made_of_other_layers_are_refused(small_run, tmp_path):
 
 
 @pytest.mark.parametrize("dtype", ["uint16", "float32"])
-def test_imagery_an_8bit_model_cannot_scale_is_refused_without_naming_missing_options(small_run, tmp_path, dtype):
-    """A 16-bit or float raster added to an index of an 8-bit model: one line that names no option `add` lacks."""
+def test_imagery_an_8bit_model_cannot_scale_is_refused_naming_the_option_that_reads_it(small_run, tmp_path, dtype):
+    """A 16-bit or float raster added to an index of an 8-bit model: one line naming `add --scale`."""
     rasterio = pytest.importorskip("rasterio")
     root, _ = small_run
     tif = tmp_path / f"mosaic-{dtype}.tif"
@@ -424,8 +424,8 @@ def test_imagery_an_8bit_model_cannot_scale_is_refused_without_naming_missing_op
         dst.write(pixels)
     before = (root / "flat.index.json").read_bytes()
     result = cli("add", str(root / "flat.index"), str(tif), "--model", str(root / "run" / "model.pt"))
-    refused(result, str(tif), f"{dtype} pixels", "made from")
-    assert "--scale" not in result.output and (root / "flat.index.json").read_bytes() == before
+    refused(result, str(tif), f"{dtype} pixels", "8-bit images", "--scale auto")
+    assert (root / "flat.index.json").read_bytes() == before
 
 
 def test_a_checkpoint_given_as_a_dataset_is_named(small_run, tmp_path):

@@ -47,7 +47,7 @@ def test_added_chips_carry_footprints_into_results_geojson_and_the_gallery(mappe
         _invoke("query", tmp / "scene", queries, *common, "-o", tmp / "r.geojson", "--format", "geojson").exit_code == 0
     )
     rows = [line.split("\t") for line in (tmp / "r.tsv").read_text().splitlines()]
-    assert rows[0][-2:] == ["lon", "lat"] and len(rows) == 1 + 2 * 5
+    assert rows[0][-3:] == ["lon", "lat", "datetime"] and len(rows) == 1 + 2 * 5
     with rasterio.open(ORTHO) as src:
         west, south, east, north = transform_bounds(src.crs, "EPSG:4326", *src.bounds)
     lonlat = np.asarray([[float(r[6]), float(r[7])] for r in rows[1:]])
@@ -83,7 +83,7 @@ def test_one_index_of_photos_and_chips_keeps_coordinates_only_where_known(mapped
     rows = [line.split("\t") for line in (tmp / "all.tsv").read_text().splitlines()[1:]]
     chips = [r for r in rows if r[3].startswith("drone_orthophoto.tif#")]
     photos = [r for r in rows if not r[3].startswith("drone_orthophoto.tif#")]
-    assert len(chips) == 2 * 9 and all(r[6] and r[7] for r in chips) and all(r[6:] == ["", ""] for r in photos)
+    assert len(chips) == 2 * 9 and all(r[6] and r[7] for r in chips) and all(r[6:] == ["", "", ""] for r in photos)
     assert _invoke("query", tmp / "ix", queries, "--model", model, "-k", "89", "--format", "geojson", "-o",
                    tmp / "all.geojson").exit_code == 0  # fmt: skip
     assert len(json.loads((tmp / "all.geojson").read_text())["features"]) == 2 * 9

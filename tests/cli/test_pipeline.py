@@ -98,7 +98,7 @@ def test_build_index_query_and_evaluate(run_dir, ucmd_slice, tmp_path, index_typ
         *nprobe,
     )
     rows = [line.split("\t") for line in results.read_text().splitlines()]
-    assert rows[0] == ["query", "rank", "id", "path", "distance", "score", "lon", "lat"]
+    assert rows[0] == ["query", "rank", "id", "path", "distance", "score", "lon", "lat", "datetime"]
     assert len(rows) == 1 + 20 * 5
     # Queries are found among their own class: the label is the folder of the path.
     same = [r[0].split("/")[-2] == r[3].split("/")[0] for r in rows[1:] if r[1] == "1"]

@@ -9,7 +9,7 @@ from pyproj import Transformer
 from rasterio.windows import Window
 
 from hashidx.data.chips import Tiling, offsets, scene_windows, tile_items
-from hashidx.data.footprints import footprints, polygon
+from hashidx.data.footprints import footprints
 from hashidx.data.images import load_image
 from hashidx.errors import HashidxError
 
@@ -71,15 +71,15 @@ def test_footprints_match_pyproj_on_the_window_corners():
     items = tile_items([("s2", SCENES / "sentinel2_tci.tif"), ("naip", SCENES / "naip_2019.tif")], Tiling(256)).items
     fp = footprints([p for _, p in items])
     assert fp is not None and set(fp.crs) == {"EPSG:32634", "EPSG:26914"}
-    for (_, path), crs, bounds, (lon, lat) in zip(items, fp.crs, fp.bounds, fp.lonlat):
+    for i, ((_, path), crs, (lon, lat)) in enumerate(zip(items, fp.crs, fp.lonlat)):
         scene, window = str(path).split("#")
         col, row, w, h = map(int, window.split(","))
         with rasterio.open(scene) as src:
             corners = [src.transform @ xy for xy in ((col, row + h), (col + w, row + h), (col + w, row), (col, row))]
         to_wgs84 = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
         want = [to_wgs84.transform(x, y) for x, y in corners]
-        ring = polygon(crs, bounds)
-        assert ring[0] == ring[-1] and len(ring) == 5
+        ring = fp.ring(i)
+        assert ring is not None and ring[0] == ring[-1] and len(ring) == 5
         np.testing.assert_allclose(ring[:4], want, atol=1e-7)
         np.testing.assert_allclose((lon, lat), np.mean(want, axis=0), atol=1e-4)
 

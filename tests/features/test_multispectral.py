@@ -65,7 +65,7 @@ def test_thirteen_band_features_train_query_and_refuse_other_bands(eurosat_list,
     ok = _invoke(*args, "-o", str(tmp_path / "r.tsv"))
     assert ok.exit_code == 0, ok.output
     rows = [line.split("\t") for line in (tmp_path / "r.tsv").read_text().splitlines()]
-    assert rows[0][-2:] == ["lon", "lat"] and all(-180 <= float(r[6]) <= 180 for r in rows[1:])
+    assert rows[0][-3:] == ["lon", "lat", "datetime"] and all(-180 <= float(r[6]) <= 180 for r in rows[1:])
     refused = _invoke(*args, "--bands", "4,3,2", "-o", str(tmp_path / "x.tsv"))
     assert refused.exit_code == 1 and "--bands 4,3,2: the model reads bands 4,3,2,1,5," in refused.output
     assert not (tmp_path / "x.tsv").exists()

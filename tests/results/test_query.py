@@ -55,9 +55,9 @@ def test_results_files_tsv_and_jsonl(indexed, tmp_path):
     write_results(res, tmp_path / "r.jsonl", "jsonl")
     tsv = (tmp_path / "r.tsv").read_text().splitlines()
     jsonl = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
-    assert tsv[0] == "query\trank\tid\tpath\tdistance\tscore\tlon\tlat" and len(tsv) == 1 + len(jsonl) == 1 + 3 * len(
-        res.queries
-    )
+    assert tsv[0] == "query\trank\tid\tpath\tdistance\tscore\tlon\tlat\tdatetime" and len(tsv) == 1 + len(
+        jsonl
+    ) == 1 + 3 * len(res.queries)
     first = tsv[1].split("\t")
     assert first == [
         jsonl[0]["query"],
@@ -68,6 +68,7 @@ def test_results_files_tsv_and_jsonl(indexed, tmp_path):
         "",  # codes queries have no network outputs: not re-ranked, no score
         "",  # UC Merced JPEGs are not georeferenced: no lon/lat
         "",
+        "",  # nor dated
     ]
     assert jsonl[0]["score"] is None and res.rerank == "none"
 
@@ -143,7 +144,7 @@ def test_a_codes_query_never_imports_torch(indexed, tmp_path):
         text=True,
     )
     assert out.returncode == 0, out.stderr
-    assert np.loadtxt(tmp_path / "r.tsv", dtype=str, delimiter="\t", skiprows=1).shape[1] == 8
+    assert np.loadtxt(tmp_path / "r.tsv", dtype=str, delimiter="\t", skiprows=1).shape[1] == 9
 
 
 def test_a_big_codes_query_file_streams_in_blocks_to_the_same_rows(indexed, tmp_path):
