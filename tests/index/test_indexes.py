@@ -49,6 +49,24 @@ def test_flat_and_ivf_give_the_numpy_ranking(bits):
     np.testing.assert_array_equal(i, ref_i[:, :20])
 
 
+def test_a_restricted_search_is_the_full_ranking_without_the_others():
+    """`allowed` ids: the flat index's ID selector and IVF's wider fetch both give the unrestricted order with the
+    other items left out, ties (by id) included."""
+    db = _clustered_codes(400, 32)
+    queries = _clustered_codes(25, 32, seed=2)
+    ref_d, ref_i = _reference(queries, db)
+    allowed = np.flatnonzero(np.random.default_rng(3).random(len(db)) < 0.3)
+    keep = np.isin(ref_i, allowed)
+    want_i = np.stack([row[k][:15] for row, k in zip(ref_i, keep)])
+    want_d = np.stack([row[k][:15] for row, k in zip(ref_d, keep)])
+    flat, _ = idx.build(db, np.arange(len(db)), "flat")
+    ivf, _ = idx.build(db, np.arange(len(db)), "ivf", nlist=10, nprobe=10)
+    for index in (flat, ivf):
+        d, i = idx.search(index, queries, 15, allowed=allowed)
+        np.testing.assert_array_equal(i, want_i)
+        np.testing.assert_array_equal(d, want_d)
+
+
 def test_hnsw_finds_exact_neighbours_on_small_sets():
     db = _clustered_codes(300, 32)
     queries = db[:10]
