@@ -11,7 +11,12 @@ stays cheap and a codes-only query never imports torch.
 from typing import TYPE_CHECKING
 
 from hashidx.io.lazy import lazy_exports
+from hashidx.io.threads import sleep_when_idle
 from hashidx.version import __version__
+
+# Before any OpenMP runtime loads (torch and FAISS are imported later, on first use): idle threads sleep, so
+# that concurrent hashidx processes do not take each other's cores (hashidx.io.threads).
+sleep_when_idle()
 
 # The Python API; each name loads its module on first use (hashidx.io.lazy). The subpackages export more.
 if TYPE_CHECKING:

@@ -21,6 +21,7 @@ import numpy as np
 from hashidx.errors import HashidxError
 from hashidx.io.atomic import atomic_path
 from hashidx.io.progress import warn
+from hashidx.io.threads import choose, spinning
 
 if TYPE_CHECKING:
     from torch import nn
@@ -44,6 +45,7 @@ def set_threads(threads: int | None) -> None:
         return
     import torch
 
+    choose(threads)
     torch.set_num_threads(threads)
     _threads = threads
 
@@ -91,6 +93,9 @@ def _session(model: str | bytes) -> Any:
     options.log_severity_level = 3  # errors only: hashidx reports what matters in one line
     options.enable_mem_pattern = False  # same speed here, ~120 MB less at 64-image batches (measured)
     options.intra_op_num_threads = _threads
+    if not spinning():  # as OpenMP's threads do (hashidx.io.threads): idle workers sleep
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 

@@ -21,6 +21,7 @@ from hashidx.features.cache import FeatureCache
 from hashidx.features.extract import BackboneStage, collect
 from hashidx.features.runtime import DEFAULT_RUNTIME, check_runtime
 from hashidx.io.progress import warn
+from hashidx.io.threads import use_torch_threads
 from hashidx.methods.finetune import HashNetStage, onnx_outputs
 
 
@@ -29,6 +30,7 @@ class Encoder:
 
     def __init__(self, head: nn.Module, config: dict, runtime: str = DEFAULT_RUNTIME):
         self.head, self.config, self.runtime = head, config, check_runtime(runtime)
+        use_torch_threads()  # as training does (hashidx.io.threads): measured no slower alone, faster when busy
         self._extractor: Any = None  # FeatureExtractor, or a fine-tuned network's ONNX twin
         self._prepared = False
         self.radiometry = Radiometry.from_attrs(config)  # the bands and scaling every image is read with

@@ -27,6 +27,7 @@ from hashidx.features.extract import DEFAULT_VIEWS, extract_to
 from hashidx.features.runtime import DEFAULT_RUNTIME
 from hashidx.io.atomic import check_room, output_folder, sha256_file, write_json
 from hashidx.io.locks import writing
+from hashidx.io.threads import use_torch_threads
 from hashidx.methods.ahcl import train_ahcl
 from hashidx.methods.baselines import fit_itq, fit_lsh
 from hashidx.methods.checkpoints import save_checkpoint
@@ -188,6 +189,7 @@ def train_run(
     """
     if method not in METHODS:
         raise HashidxError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    use_torch_threads()  # hashidx.io.threads: what keeps concurrent trainings from slowing each other
     if labels_only is not None and labels is not None:
         raise HashidxError("--labels-only takes single-label items; it cannot be combined with --labels yet")
     if labels_only is not None and method != "ahcl":
