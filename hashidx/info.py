@@ -60,13 +60,18 @@ def _geo(f: h5py.File) -> str | None:
     return f"{sum(map(bool, crs))} of {len(crs)} items ({', '.join(known[:4])}{', ...' if len(known) > 4 else ''})"
 
 
+def _span(times: list[str], total: int) -> str | None:
+    """First to last of the known times (ISO 8601 UTC sorts as text), and how many of `total` items have one."""
+    known = [t for t in times if t]
+    return f"{min(known)} to {max(known)} ({len(known)} of {total} items dated)" if known else None
+
+
 def _when(f: h5py.File) -> str | None:
     """The span of the items' acquisition times, and how many have one."""
     g = f.get("footprints")
     if g is None or "datetime" not in g:
         return None
-    times = [t for t in strings(g["datetime"]) if t]
-    return f"{min(times)} to {max(times)} ({len(times)} of {len(g['datetime'])} items dated)" if times else None
+    return _span(list(strings(g["datetime"])), len(g["datetime"]))
 
 
 def _stac(f: h5py.File) -> str | None:
@@ -274,13 +279,10 @@ def _index_time(path: Path, sidecar: dict) -> str | None:
     from hashidx.index import indexes as idx
 
     times: list[str] = []
-    total = 0
     for key in ("codes_file", "added_file"):
         if sidecar.get(key) and (found := idx.recorded_file(path, sidecar, key)).is_file():
-            ids, when = read_ids_times(found)
-            times += [t for t in when if t]
-            total += len(ids)
-    return f"{min(times)} to {max(times)} ({len(times)} of {total} items dated)" if times else None
+            times += read_ids_times(found)[1]
+    return _span(times, len(times))
 
 
 def _json(path: Path, obj: dict) -> dict:

@@ -212,7 +212,7 @@ def default_bands(src: Any, path: Path) -> tuple[tuple[int, ...], str | None]:
 
 def check_dtype(dtype: str, radiometry: Radiometry, path: Path, complex_only: bool = False) -> None:
     """Refuse pixels the recorded scaling cannot read: complex data, and another type than it was made for."""
-    if dtype.startswith("complex") or dtype.startswith("c"):
+    if dtype.startswith("complex"):  # rasterio's complex64/complex128/complex_int16
         raise HashidxError(
             f"{path}: complex {dtype} pixels (an SLC?); hashidx reads real values: make an amplitude raster "
             "(|z| of each pixel, e.g. a GDAL VRT band with the 'mod' pixel function) and read that instead"

@@ -66,7 +66,7 @@ def add_images(
     where = dict(items)
     files = tuple(str(where[n]) for n in names)  # resolved: a gallery finds the pixels wherever the list was
     geo = encoder.footprints_of(items, names, inputs.catalog)
-    record = {**inputs.record(source, model_radiometry), "items": len(names)}
+    record = inputs.record(source, model_radiometry)
     with writing(index_path):
         # Read again under the lock: another `add` may have landed while these images were encoded.
         index, sidecar = idx.load(index_path)
@@ -138,7 +138,11 @@ def _append(
             # Each add's source and how its pixels were read, with the ids it got.
             "sources": json.dumps(
                 sources_of(old)
-                + ([{**record, "ids": [int(ids[0]), int(ids[-1])] if len(ids) else []}] if record else [])
+                + (
+                    [{**record, "items": len(ids), "ids": [int(ids[0]), int(ids[-1])] if len(ids) else []}]
+                    if record
+                    else []
+                )
             ),
         },
         files_all,

@@ -76,7 +76,6 @@ class Source:
         """What the added-codes file says of this source: where it came from and how its pixels were read."""
         return {
             "source": str(source),
-            "items": len(self.items),
             "bands": list(self.radiometry.bands),
             "scale": [list(s) for s in self.radiometry.scale],
             "scaling": "the model's" if self.radiometry == model else self.radiometry.how,

@@ -9,7 +9,7 @@ from typing import Any
 from hashidx.codes.codefile import CodeFile, count_rows, item_of
 from hashidx.data.labels import label_names
 from hashidx.index import indexes as idx
-from hashidx.results.geoparquet import geoparquet, item_columns, timestamps
+from hashidx.results.geoparquet import geoparquet, item_columns, item_fields, timestamps, utc_timestamp
 
 EXPORT_BLOCK = 65536  # items per row group: bounded memory for an archive of any size
 
@@ -17,20 +17,8 @@ EXPORT_BLOCK = 65536  # items per row group: bounded memory for an archive of an
 def _export_fields() -> list[tuple[str, Any]]:
     import pyarrow as pa
 
-    return [
-        ("id", pa.int64()),
-        ("path", pa.string()),
-        ("lon", pa.float64()),
-        ("lat", pa.float64()),
-        ("datetime", pa.timestamp("us", tz="UTC")),
-        ("label", pa.string()),
-        ("source", pa.string()),
-        ("window", pa.list_(pa.int32())),
-        ("crs", pa.string()),
-        ("stac_item", pa.string()),
-        ("collection", pa.string()),
-        ("code", pa.string()),
-    ]
+    place = [("id", pa.int64()), ("path", pa.string()), ("lon", pa.float64()), ("lat", pa.float64())]
+    return [*place, ("datetime", utc_timestamp()), *item_fields(), ("code", pa.string())]
 
 
 def export_items(index_path: str | Path, output: str | Path, block: int = EXPORT_BLOCK) -> int:
@@ -57,7 +45,7 @@ def export_items(index_path: str | Path, output: str | Path, block: int = EXPORT
                     "lon": [None if it.lonlat is None else it.lonlat[0] for it in items],
                     "lat": [None if it.lonlat is None else it.lonlat[1] for it in items],
                     "datetime": timestamps([it.datetime for it in items]),
-                    **item_columns([it if it.crs or it.item else None for it in items], cf.paths, labels, files),
+                    **item_columns(items, cf.paths, labels, files),
                     "code": [row.tobytes().hex() for row in cf.codes],
                 }
                 out.write(columns, [it.ring for it in items])

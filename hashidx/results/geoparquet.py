@@ -13,6 +13,7 @@ import numpy as np
 
 from hashidx.errors import HashidxError
 from hashidx.io.atomic import atomic_path
+from hashidx.results.columns import result_arrow_fields
 from hashidx.version import __version__
 
 GEOPARQUET_VERSION = "1.1.0"
@@ -81,18 +82,10 @@ def geoparquet(path: str | Path, fields: Sequence[tuple[str, Any]]) -> Iterator[
         writer.add_key_value_metadata({"geo": json.dumps(out.geo())})
 
 
-def result_fields() -> list[tuple[str, Any]]:
+def item_fields() -> list[tuple[str, Any]]:
+    """The columns `item_columns` fills, after an item's time (a UTC timestamp)."""
     pa, _, _ = _libraries()
     return [
-        ("query", pa.string()),
-        ("rank", pa.int32()),
-        ("id", pa.int64()),
-        ("path", pa.string()),
-        ("distance", pa.int32()),
-        ("score", pa.float64()),
-        ("lon", pa.float64()),
-        ("lat", pa.float64()),
-        ("datetime", pa.timestamp("us", tz="UTC")),
         ("label", pa.string()),
         ("source", pa.string()),
         ("window", pa.list_(pa.int32())),
@@ -100,6 +93,16 @@ def result_fields() -> list[tuple[str, Any]]:
         ("stac_item", pa.string()),
         ("collection", pa.string()),
     ]
+
+
+def utc_timestamp() -> Any:
+    pa, _, _ = _libraries()
+    return pa.timestamp("us", tz="UTC")
+
+
+def result_fields() -> list[tuple[str, Any]]:
+    """The result rows' columns (columns.RESULT_FIELDS, time as a timestamp), then the items'."""
+    return [*result_arrow_fields(utc_timestamp()), *item_fields()]
 
 
 def item_columns(

@@ -25,12 +25,12 @@ from hashidx.index import indexes as idx
 from hashidx.index.indexes import check_model
 from hashidx.index.shards import ShardStage, merge, shard_rows
 from hashidx.io.atomic import atomic_path, sha256_file
+from hashidx.results.columns import RESULT_FIELDS, result_arrow_fields
 from hashidx.results.period import Period
 from hashidx.results.rerank import DEFAULT_RERANK, candidates_for, parse_rerank
 from hashidx.results.rerank import rerank as rerank_candidates
 from hashidx.version import __version__
 
-RESULT_FIELDS = ("query", "rank", "id", "path", "distance", "score", "lon", "lat", "datetime")
 FORMATS = ("tsv", "jsonl", "geojson", "parquet", "geoparquet")
 
 
@@ -188,6 +188,7 @@ class Searcher:
         self.encoder: Any = None
         self._table: CodeTable | None = None
         self._held: dict[int, Item] | None = None
+        self._times: list[tuple[np.ndarray, tuple[str, ...]]] | None = None  # (ids, times) per codes file
         if model_path is not None:
             from hashidx.methods.checkpoints import load_checkpoint
             from hashidx.methods.encoder import Encoder
@@ -384,7 +385,9 @@ class Searcher:
 
     def allowed_ids(self, period: Period) -> np.ndarray:
         """The sorted ids of the items acquired within `period` (refused when there are none)."""
-        allowed = period.allowed(read_ids_times(p) for p in idx.code_files_of(self.index_path, self.sidecar))
+        if self._times is None:
+            self._times = [read_ids_times(p) for p in idx.code_files_of(self.index_path, self.sidecar)]
+        allowed = period.allowed(self._times)
         if len(allowed) == 0:
             raise HashidxError(
                 f"{self.index_path}: no indexed item was acquired {period.describe()}; 'hashidx info "
@@ -630,19 +633,7 @@ def write_results(results: Results | Iterable[Results], path: str | Path, fmt: s
 def _parquet_schema() -> Any:
     import pyarrow as pa
 
-    return pa.schema(
-        [
-            ("query", pa.string()),
-            ("rank", pa.int32()),
-            ("id", pa.int64()),
-            ("path", pa.string()),
-            ("distance", pa.int32()),
-            ("score", pa.float64()),
-            ("lon", pa.float64()),
-            ("lat", pa.float64()),
-            ("datetime", pa.string()),
-        ]
-    )
+    return pa.schema(result_arrow_fields(pa.string()))
 
 
 def write_parquet(blocks: Iterable[Results], path: str | Path) -> None:
