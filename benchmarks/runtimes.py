@@ -53,13 +53,13 @@ def best_of(fn, repeats: int, *args, **kwargs) -> float:
     return best
 
 
-def views_in_one_call(images: torch.Tensor, repeats: int) -> list[dict]:
+def views_in_one_call(images: np.ndarray, repeats: int) -> list[dict]:
     """ONNX Runtime over 8 views: one call of 8B images against 8 calls of B, interleaved."""
     fx = FeatureExtractor(backbone_spec("efficientnet-lite0"), runtime="onnx")
     twin = fx.twin(224, 224)
     rows = []
     for b in (1, 8):
-        x = ((images[:b] - fx.mean) / fx.std).numpy()
+        x = (images[:b] - fx.mean) / fx.std
         stacked = np.concatenate([x] * 8)
         twin(stacked)
         one, per = float("inf"), float("inf")
@@ -134,8 +134,8 @@ def query_latency(run: Path, image: Path, repeats: int, runtime: str) -> dict:
     for _ in range(3):
         end_to_end()
     pixels = load_image(image, size)
-    batch = torch.from_numpy(pixels[None]).permute(0, 3, 1, 2).contiguous()
-    feats = fx(batch, views).numpy()
+    batch = pixels[None].transpose(0, 3, 1, 2)
+    feats = fx(batch, views)
     u = enc.embed_features(feats)
     qs = QuerySet([image.name], pack(sign(u)), [], [image], [None], u)
     res = searcher.search(qs, 20)
@@ -178,7 +178,7 @@ def main() -> None:
     args = ap.parse_args()
     paths = sorted(args.data.glob("*/*"))
     sample = [paths[i] for i in np.linspace(0, len(paths) - 1, args.images).round().astype(int)]
-    images = torch.from_numpy(np.stack([load_image(p, 224) for p in sample[:8]])).permute(0, 3, 1, 2).contiguous()
+    images = np.stack([load_image(p, 224) for p in sample[:8]]).transpose(0, 3, 1, 2)
     report = {
         "backbone": backbone_timings(images, backbone_spec("efficientnet-lite0"), repeats=args.repeats),
         "views_in_one_call": views_in_one_call(images, args.repeats),

@@ -570,6 +570,13 @@ def train(
         f"{output}: {method} {bits} bits, {rec['n_codes']} database codes, trained on a pool of "
         f"{rec['pool_size']} images (features {t['features']:.1f}s, training {t['train']:.1f}s)"
     )
+    settle = rec.get("settling") or {}
+    if settle.get("settled") is False:
+        warn(
+            f"{output}: the codes did not settle: {settle['code_groups']} (label set, code) groups for "
+            f"{settle['label_sets']} label sets after {len(rec['log'])} iterations (per iteration: 'code_groups' in "
+            "train.json); try more --bits or --iterations"
+        )
 
 
 @main.command("build-index")
@@ -577,11 +584,12 @@ def train(
 @click.option(
     "--type",
     "index_type",
-    type=click.Choice(["flat", "ivf", "hnsw"]),
+    type=click.Choice(["flat", "ivf", "hnsw", "auto"]),
     default="flat",
     show_default=True,
     help="flat: exact, every code compared (fine to ~10⁶ codes); ivf: codes in --nlist lists, --nprobe of them "
-    "searched (faster, approximate); hnsw: a neighbour graph (fast, approximate, larger file).",
+    "searched (faster, approximate); hnsw: a neighbour graph (fast, approximate, larger file); auto: the type "
+    "and parameters measured best for this many codes, recorded with their expected recall in the sidecar.",
 )
 @click.option("--nlist", type=int, default=None, help="IVF lists [default: ~√n, ≥39 codes per list].")
 @click.option("--nprobe", type=int, default=None, help="IVF lists probed at search [default: nlist/8].")
@@ -595,11 +603,20 @@ def build_index(codes: Path, index_type: str, nlist: int | None, nprobe: int | N
     """Load database codes (codes.h5) into a FAISS binary index with ids."""
     from hashidx.index import indexes as idx
 
+    if index_type == "auto" and (nlist or nprobe):
+        raise HashidxError("--type auto chooses --nlist and --nprobe itself; give --type ivf to set them")
     sidecar = idx.build_file(codes, output, index_type, nlist, nprobe, hnsw_m)
     extra = ", ".join(f"{k}={sidecar[k]}" for k in ("nlist", "nprobe", "M") if k in sidecar)
+    chosen = sidecar.get("auto")
+    notes = [extra] if extra else []
+    if chosen:
+        notes.append(
+            f"auto: recall@20 {chosen['recall']:.3f} measured at {chosen['measured_at']:,} codes"
+            + (", extrapolated past it" if chosen["extrapolated"] else "")
+        )
     click.echo(
-        f"{output}: {index_type} index, {sidecar['count']} codes of {sidecar['bits']} bits"
-        + (f" ({extra})" if extra else "")
+        f"{output}: {sidecar['index_type']} index, {sidecar['count']} codes of {sidecar['bits']} bits"
+        + (f" ({'; '.join(notes)})" if notes else "")
     )
 
 

@@ -259,6 +259,11 @@ def _index(path: Path, sidecar: dict) -> dict:
         )
         if k in sidecar
     }
+    if isinstance(chosen := sidecar.get("auto"), dict):
+        facts["chosen_by"] = (
+            f"--type auto: recall@20 {chosen.get('recall')} measured at {chosen.get('measured_at')} codes"
+            + (" (extrapolated)" if chosen.get("extrapolated") else "")
+        )
     facts["acquired"] = _index_time(path, sidecar)
     companions = [_sha_check(path, sidecar.get("index_sha256"), "FAISS index file")]
     companions.append(_sha_check(idx.codes_file_of(path, sidecar), sidecar.get("codes_sha256"), "codes file"))
@@ -303,6 +308,13 @@ def _json(path: Path, obj: dict) -> dict:
     if "method" in obj and "times_s" in obj:
         facts = {k: obj.get(k) for k in ("method", "bits", "seed", "backbone", "views", "n_codes", "pool_size")}
         facts["train_s"] = round(obj["times_s"].get("train", 0.0), 1)
+        if isinstance(settle := obj.get("settling"), dict):
+            verdict = {True: "settled", False: "did not settle", None: "every item its own label set"}
+            per = [it.get("code_groups") for it in obj.get("log", [])]
+            facts["code_groups"] = (
+                f"{settle.get('code_groups')} for {settle.get('label_sets')} label sets "
+                f"({verdict.get(settle.get('settled'), '?')}; per iteration {', '.join(map(str, per))})"
+            )
         return {"kind": "hashidx-train-log", "what": "training log", "facts": facts, "companions": []}
     if "mAP" in obj:
         return {

@@ -122,7 +122,7 @@ def binary_kind(head: bytes) -> str | None:
         return "an HDF5 file of another kind than a feature cache (codes or labels?)"
     if head.startswith(b"PAR1"):
         return "a Parquet file"
-    if head[:4] in (b"IBM2", b"IBxF", b"IBwF", b"IBHf"):
+    if head[:4] in (b"IBMp", b"IBM2", b"IBxF", b"IBwF", b"IBHf"):
         return "a FAISS index"
     return None
 

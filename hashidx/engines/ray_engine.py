@@ -20,6 +20,7 @@ from typing import Any
 
 from hashidx.engines.base import Engine, Stage
 from hashidx.errors import HashidxError
+from hashidx.io.progress import inform
 
 # Chunks (and their results) cross process boundaries as pickles: Ray Data columns hold bytes whatever the chunk.
 _PROTOCOL = 5
@@ -82,6 +83,11 @@ def _actor_class(stage: Stage, threads: int, device: str) -> type:
 
         def run(self, chunk: Any) -> Any:
             return self.worker.run(self.worker.load(chunk))
+
+        def node(self) -> str:
+            import ray
+
+            return str(ray.get_runtime_context().get_node_id())
 
     return HashidxWorker
 
@@ -226,13 +232,17 @@ class RayEngine(Engine):
         ray = _import_ray()
         threads, options = self.shard_options(len(stages))
         _check_placeable(ray, len(stages), options, "--shards")
+        # Spread over the cluster's nodes: each shard holds its own part of the index, so shards on different
+        # machines divide the memory and the scans between them.
         actors = [
             ray.remote(_actor_class(stage, threads, self.device))
-            .options(max_restarts=-1, max_task_retries=-1, **options)
+            .options(max_restarts=-1, max_task_retries=-1, scheduling_strategy="SPREAD", **options)
             .remote()
             for stage in stages
         ]
         try:
+            nodes = len(set(ray.get([a.node.remote() for a in actors])))
+            inform(f"ray: {len(actors)} shard(s) on {nodes} node(s)")
             yield from self._gather(actors, chunks)
         except Exception as exc:  # Ray wraps a worker's exception in its own task error types
             _reraise(exc)

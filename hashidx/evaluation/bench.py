@@ -110,7 +110,7 @@ def scaling_run(
 
 
 def backbone_timings(
-    images: torch.Tensor,
+    images: np.ndarray,
     spec: BackboneSpec,
     batch_sizes: Sequence[int] = (1, 8),
     views: Sequence[int] = (1, 8),
@@ -124,7 +124,7 @@ def backbone_timings(
     for b in batch_sizes:
         for v in views:
             x = images[:b]
-            out = {rt: fx(x, v).numpy() for rt, fx in extractors.items()}  # warm-up, and the outputs compared
+            out = {rt: fx(x, v) for rt, fx in extractors.items()}  # warm-up, and the outputs compared
             best = dict.fromkeys(extractors, float("inf"))
             for _ in range(repeats):
                 for rt, fx in extractors.items():
@@ -203,8 +203,8 @@ def run_bench(
     spec = backbone_spec(backbone)
     extractor = FeatureExtractor(spec, runtime=runtime)
     first = [ds.absolute(i) for i in range(min(8, len(ds)))]
-    probe = torch.from_numpy(np.stack([load_image(p, spec.image_size) for p in first])).permute(0, 3, 1, 2)
-    runtimes = backbone_timings(probe.contiguous(), spec, batch_sizes=(len(first),), views=(views,), repeats=3)
+    probe = np.stack([load_image(p, spec.image_size) for p in first]).transpose(0, 3, 1, 2)
+    runtimes = backbone_timings(probe, spec, batch_sizes=(len(first),), views=(views,), repeats=3)
     feats, t_features = _timed_extract(ds, np.arange(len(ds)), extractor, spec.image_size, views, "features")
     ms_per_pass = 1000 * t_features / (len(ds) * views)
     FeatureCache(feats, ds, backbone, spec.image_size, views, runtime=extractor.runtime).save(out / "features.h5")

@@ -17,8 +17,7 @@ from hashidx.evaluation.metrics import retrieval_metrics
 from hashidx.features.cache import FeatureCache
 from hashidx.features.runtime import DEFAULT_RUNTIME
 from hashidx.io.atomic import sha256_file, write_json
-from hashidx.methods.checkpoints import load_checkpoint
-from hashidx.methods.encoder import Encoder
+from hashidx.methods.encoder import load_encoder
 from hashidx.results.rerank import DEFAULT_RERANK
 
 TIE_RULE = (
@@ -67,8 +66,7 @@ def evaluate_run(
     run_dir = Path(run_dir)
     record = read_run(run_dir)
     split = load_split(split_path or run_dir / "split.json")
-    head, config = load_checkpoint(run_dir / "model.pt")
-    encoder = Encoder(head, config, runtime)
+    encoder = load_encoder(run_dir / "model.pt", runtime)
     db = CodeFile.load(run_dir / "codes.h5")
     if db.attrs.get("model_sha256") and db.attrs["model_sha256"] != sha256_file(run_dir / "model.pt"):
         raise HashidxError(

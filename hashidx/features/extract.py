@@ -13,7 +13,6 @@ from typing import Any
 
 import h5py
 import numpy as np
-import torch
 
 from hashidx.data.datasets import Dataset
 from hashidx.data.footprints import footprints
@@ -22,7 +21,7 @@ from hashidx.data.rasters import RGB, Radiometry
 from hashidx.engines.base import Engine, Stage
 from hashidx.engines.local import LocalEngine
 from hashidx.errors import HashidxError
-from hashidx.features.backbones import FeatureExtractor, backbone_spec, check_views, load_state_file
+from hashidx.features.backbones import FeatureExtractor, backbone_spec, check_views
 from hashidx.features.cache import FeatureCache
 from hashidx.features.runtime import DEFAULT_RUNTIME
 from hashidx.io.atomic import atomic_path, check_room
@@ -79,8 +78,7 @@ class BackboneWorker:
         dim = self.stage.head.out_dim if self.stage.head is not None else self.extractor.spec.feature_dim
         rows = np.empty((0, dim), np.float32)
         if arrays:
-            batch = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
-            rows = self.extractor(batch, self.stage.views).numpy()
+            rows = self.extractor(np.stack(arrays).transpose(0, 3, 1, 2), self.stage.views)
             if self.stage.head is not None:
                 rows = np.asarray(self.stage.head.embed(rows))
         return Encoded(np.asarray(ok, dtype=np.int64), rows, errors, self.extractor.runtime)
@@ -106,6 +104,8 @@ class BackboneStage:
     def __post_init__(self) -> None:
         if self.extractor is None and self.weights not in ("imagenet", "none"):
             # Read here once, so that a bad --weights file fails in one line before any worker starts.
+            from hashidx.features.networks import load_state_file
+
             load_state_file(self.weights, self.backbone)
 
     def __getstate__(self) -> dict:

@@ -2,13 +2,19 @@
 
 The torch module stays the source of truth. Its ONNX graph is exported locally (nothing is
 downloaded) into the user cache, keyed by a digest of its weights and what it is, written atomically,
-and every time it is loaded its output on a fixed probe batch is compared with torch's: a stale or
-damaged graph is exported again, and a graph that still disagrees falls back to torch, loudly.
+and its output on a fixed probe batch is compared with torch's: a stale or damaged graph is exported
+again, and a graph that still disagrees falls back to torch, loudly.
+
+A graph that passed that check is recorded as trusted, under a name that can be known without torch (what the
+module is and where its weights come from) and with the sha256 of its bytes. A later process whose weights
+have that name loads the graph with ONNX Runtime alone when its bytes still have that digest: no torch import,
+no probe batch. Any mismatch sends it back through the torch check.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import os
 import tempfile
@@ -22,6 +28,7 @@ from hashidx.errors import HashidxError
 from hashidx.io.atomic import atomic_path
 from hashidx.io.progress import warn
 from hashidx.io.threads import choose, spinning
+from hashidx.version import __version__
 
 if TYPE_CHECKING:
     from torch import nn
@@ -135,12 +142,57 @@ def _disagreement(session: Any, key: str, probe: np.ndarray, reference: np.ndarr
     return None
 
 
-def onnx_twin(module: nn.Module, what: str, identity: dict, input_shape: tuple[int, ...]) -> OnnxTwin | None:
+def _versions() -> dict[str, str]:
+    """What a check against torch holds for: the graph's own runtime and the hashidx that exported it."""
+    return {"onnxruntime": importlib.metadata.version("onnxruntime"), "hashidx": __version__}
+
+
+def _trust_record(trust: dict, input_shape: tuple[int, ...]) -> Path:
+    name = {**trust, "input": list(input_shape), "opset": OPSET, "export": EXPORT_VERSION, **_versions()}
+    key = hashlib.sha256(json.dumps(name, sort_keys=True).encode()).hexdigest()
+    return cache_dir() / "onnx" / "trusted" / f"{key}.json"
+
+
+def trusted_twin(trust: dict, input_shape: tuple[int, ...]) -> OnnxTwin | None:
+    """The graph recorded as checked against torch for the module named by `trust` at this input shape, loaded
+    without torch, or None (no record, a changed or missing graph: the caller then goes through `onnx_twin`)."""
+    record = _trust_record(trust, input_shape)
+    try:
+        entry = json.loads(record.read_text())
+        graph = record.parent.parent / str(entry["graph"])
+        data = graph.read_bytes()
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if hashlib.sha256(data).hexdigest() != entry.get("sha256"):
+        return None
+    try:
+        return OnnxTwin(_session(data), graph)
+    except Exception:  # ONNX Runtime's own error types: the torch check then says what is wrong
+        return None
+
+
+def _trust(trust: dict | None, input_shape: tuple[int, ...], twin: OnnxTwin) -> OnnxTwin:
+    """Record a checked graph as trusted (best effort: an unwritable cache only costs the next process the check)."""
+    if trust is None or twin.path is None:
+        return twin
+    try:
+        entry = {"graph": twin.path.name, "sha256": hashlib.sha256(twin.path.read_bytes()).hexdigest(), **trust}
+        with atomic_path(_trust_record(trust, input_shape)) as tmp:
+            tmp.write_text(json.dumps(entry, indent=1))
+    except (OSError, HashidxError):
+        pass
+    return twin
+
+
+def onnx_twin(
+    module: nn.Module, what: str, identity: dict, input_shape: tuple[int, ...], trust: dict | None = None
+) -> OnnxTwin | None:
     """The cached ONNX Runtime twin of an eval-mode `module` for inputs of `input_shape` (without the batch axis).
 
     `identity` names what the module is (backbone, layers, bands, ...); with the weights' digest, the input
     shape and the exporter settings it keys the cache. Returns None (after a warning) when no graph
-    within TOLERANCE of torch can be had: the caller then runs torch.
+    within TOLERANCE of torch can be had: the caller then runs torch. `trust` names the module without torch
+    (`trusted_twin`); a graph that passes the check is recorded under it.
     """
     import torch
 
@@ -163,7 +215,7 @@ def onnx_twin(module: nn.Module, what: str, identity: dict, input_shape: tuple[i
         except Exception as exc:  # ONNX Runtime raises its own Fail/InvalidGraph/... types
             reason = f"does not load ({type(exc).__name__})"
         if reason is None:
-            return OnnxTwin(session, path)
+            return _trust(trust, input_shape, OnnxTwin(session, path))
         warn(f"{path}: cached ONNX graph of {what} {reason}; exporting it again")
     try:
         graph = _export(module, probe_t, key)
@@ -184,4 +236,4 @@ def onnx_twin(module: nn.Module, what: str, identity: dict, input_shape: tuple[i
     if reason is not None:
         warn(f"ONNX Runtime's {what} {reason}; running it with torch (--runtime torch)")
         return None
-    return OnnxTwin(session, where)
+    return _trust(trust, input_shape, OnnxTwin(session, where))

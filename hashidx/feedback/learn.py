@@ -28,6 +28,7 @@ from hashidx.io.atomic import sha256_file, write_json
 from hashidx.io.locks import writing
 from hashidx.methods.ahcl import train_ahcl
 from hashidx.methods.checkpoints import save_checkpoint
+from hashidx.methods.portable import HeadArrays
 from hashidx.methods.runs import frozen_model_config
 from hashidx.methods.training import TrainConfig, frozen_network
 from hashidx.version import __version__
@@ -159,7 +160,7 @@ class Learned:
     log: dict
 
     def embed(self, features: np.ndarray) -> np.ndarray:
-        return self.head.embed(features)  # type: ignore[operator]
+        return HeadArrays.of(self.head).embed(features)
 
 
 def mark_labels(marks: Marks, concepts: tuple[str, ...], ids: np.ndarray) -> np.ndarray:
@@ -197,7 +198,7 @@ def learn_model(
     net.module.set_normalisation(sample)  # type: ignore[operator]
     head, v, log = train_ahcl(net, labels, n_classes, config)
     t1 = time.perf_counter()
-    codes = pack(sign(head.embed(archive.features)))  # type: ignore[operator]
+    codes = pack(sign(HeadArrays.of(head).embed(archive.features)))
     codes[archive.rows(train_ids)] = pack(v)
     model_config = frozen_model_config(
         archive.cache,

@@ -22,8 +22,7 @@ from hashidx.index import indexes as idx
 from hashidx.index.indexes import check_model
 from hashidx.io.atomic import sha256_file
 from hashidx.io.locks import writing
-from hashidx.methods.checkpoints import load_checkpoint
-from hashidx.methods.encoder import Encoder
+from hashidx.methods.encoder import load_encoder
 from hashidx.methods.inputs import image_inputs
 
 ADDED_ENCODING = "network: sgn(F(x)) of the image (hashidx add)"
@@ -53,8 +52,7 @@ def add_images(
     source's choice."""
     index_path = Path(index_path)
     _, sidecar = idx.load(index_path)  # checked before the images' encoding, the long part
-    head, config = load_checkpoint(model_path)
-    encoder = Encoder(head, config, runtime)
+    encoder = load_encoder(model_path, runtime)
     model_sha = sha256_file(model_path)
     check_model(
         model_path, encoder.bits, model_sha, sidecar["bits"], sidecar.get("model_sha256"), allow_model_mismatch, "model"
@@ -99,7 +97,7 @@ def _append(
     record: dict | None = None,
 ) -> dict:
     """Give the codes the ids after the index's and write the added-codes file, then the index and sidecar."""
-    id_map = index.id_map  # type: ignore[attr-defined]  # an IndexBinaryIDMap2, which the stubs do not say
+    id_map = index.id_map  # type: ignore[attr-defined]  # an id map (indexes.ID_MAPS), which the stubs do not say
     existing = faiss.vector_to_array(id_map) if index.ntotal else np.empty(0, np.int64)
     extra = added_path(index_path)
     # Where the sidecar finds it: beside the index, or where it was before the index was copied away.

@@ -15,12 +15,20 @@ import numpy as np
 
 from hashidx.codes.codefile import CodeFile
 from hashidx.errors import HashidxError
+from hashidx.index import auto
 from hashidx.io.atomic import atomic_path, sha256_file, write_json
 from hashidx.io.locks import writing
 from hashidx.version import __version__
 
-INDEX_TYPES = ("flat", "ivf", "hnsw")
+INDEX_TYPES = ("flat", "ivf", "hnsw", "auto")
 INDEX_FORMAT = 1
+
+
+# The id wrappers hashidx reads. It writes IndexBinaryIDMap: IndexBinaryIDMap2 (files before it) keeps a hash map
+# from id to position besides, ~44 bytes a code in memory that nothing here looks up (measured: 60 against 16
+# bytes a code for a flat index of 2·10⁶ 64-bit codes).
+ID_MAPS = (faiss.IndexBinaryIDMap, faiss.IndexBinaryIDMap2)
+_ID_MAP_FOURCCS = (b"IBMp", b"IBM2")
 
 
 def default_nlist(n: int) -> int:
@@ -38,7 +46,7 @@ def default_nprobe(nlist: int) -> int:
 
 
 def _ivf(index: faiss.IndexBinary) -> faiss.IndexBinaryIVF | None:
-    inner = faiss.downcast_IndexBinary(index.index if isinstance(index, faiss.IndexBinaryIDMap2) else index)
+    inner = faiss.downcast_IndexBinary(index.index if isinstance(index, ID_MAPS) else index)
     return inner if isinstance(inner, faiss.IndexBinaryIVF) else None
 
 
@@ -56,10 +64,15 @@ def build(
     nprobe: int | None = None,
     hnsw_m: int = 32,
 ) -> tuple[faiss.IndexBinary, dict]:
-    """An IndexBinaryIDMap2 over flat / IVF / HNSW, and the parameters it was built with."""
+    """An IndexBinaryIDMap over flat / IVF / HNSW, and the parameters it was built with. "auto" picks the type
+    and its parameters for n codes from a measured table (hashidx.index.auto) and records why."""
     n, bits = len(codes), codes.shape[1] * 8
     if n == 0:
         raise HashidxError("no codes to index; the codes file is empty")
+    if index_type == "auto":
+        chosen = auto.choose(n)
+        built, measured = build(codes, ids, chosen["index_type"], chosen["nlist"], chosen["nprobe"], hnsw_m)
+        return built, {**measured, "auto": chosen}
     params: dict = {"index_type": index_type, "bits": bits}
     inner: Any  # FAISS's SWIG classes carry fields (use_heap, nprobe, this) its type stubs do not declare
     if index_type == "flat":
@@ -78,7 +91,10 @@ def build(
         quantizer.this.disown()
         if nlist == 1:  # one list needs no clustering: FAISS would warn on stderr that under 39 codes are few
             inner.cp.min_points_per_centroid = 1
-        inner.train(codes)
+        # FAISS turns every training code into floats before it samples (32 bytes a bit-byte: 26 GB at 10⁸ 64-bit
+        # codes), so the sample it would keep, 256 codes a list, is drawn here, seeded.
+        sample = 256 * nlist
+        inner.train(codes if n <= sample else codes[np.sort(np.random.default_rng(0).choice(n, sample, replace=False))])
         inner.nprobe = nprobe or default_nprobe(nlist)
         params.update(nlist=nlist, nprobe=int(inner.nprobe))
     elif index_type == "hnsw":
@@ -86,7 +102,7 @@ def build(
         params.update(M=hnsw_m, efSearch=int(inner.hnsw.efSearch))
     else:
         raise HashidxError(f"unknown index type {index_type!r}; choose one of {', '.join(INDEX_TYPES)}")
-    index = faiss.IndexBinaryIDMap2(inner)
+    index = faiss.IndexBinaryIDMap(inner)
     index.own_fields = True
     inner.this.disown()
     index.add_with_ids(codes, ids.astype(np.int64))
@@ -118,6 +134,42 @@ def search(
     k = min(k, index.ntotal)
     dist, ids = _search(index, queries, k, allowed)
     limit = min(index.ntotal, max(TIE_FETCH_LIMIT, k))
+    if allowed is None and _ranges(index):
+        dist, ids = _whole_shells(index, queries, dist, ids, k, limit)
+    else:
+        dist, ids = _widened(index, queries, dist, ids, k, limit, allowed)
+    dist, ids, _ = top_k(dist, ids, k, whole_shell)
+    return dist, ids
+
+
+def _shells_into(
+    shells: dict[int, tuple[np.ndarray, np.ndarray]],
+    index: faiss.IndexBinary,
+    queries: np.ndarray,
+    rows: np.ndarray,
+    radius: int,
+    limit: int,
+) -> None:
+    lims, d, i = index.range_search(np.ascontiguousarray(queries), radius + 1)  # distances strictly below
+    for j, row in enumerate(rows):
+        rd, ri = d[lims[j] : lims[j + 1]], i[lims[j] : lims[j + 1]]
+        if len(rd) > limit:
+            keep = np.lexsort((ri, rd))[:limit]
+            rd, ri = rd[keep], ri[keep]
+        shells[int(row)] = (rd, ri)
+
+
+def _widened(
+    index: faiss.IndexBinary,
+    queries: np.ndarray,
+    dist: np.ndarray,
+    ids: np.ndarray,
+    k: int,
+    limit: int,
+    allowed: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The tie shells through k-nearest searches four times wider each round: for HNSW, which has no range
+    search, and for searches restricted to `allowed` ids."""
     while dist.shape[1] < limit:
         # A row may hide more ties when its last slot is filled and still at its k-th distance.
         open_rows = (ids[:, -1] >= 0) & (dist[:, -1] == dist[:, k - 1])
@@ -129,8 +181,42 @@ def search(
         dist = np.pad(dist, ((0, 0), (0, pad)), constant_values=np.iinfo(dist.dtype).max)
         ids = np.pad(ids, ((0, 0), (0, pad)), constant_values=-1)
         dist[open_rows], ids[open_rows] = more_d, more_i
-    dist, ids, _ = top_k(dist, ids, k, whole_shell)
     return dist, ids
+
+
+# Range searches return every item of a shell before any is dropped: one call covers at most this many items
+# (rows x index size), ~200 MB of results in the worst case of one code for the whole index.
+RANGE_ITEMS = 1 << 24
+
+
+def _ranges(index: faiss.IndexBinary) -> bool:
+    """Whether tie shells come from range searches: flat and IVF indexes (HNSW has none) up to RANGE_ITEMS items."""
+    inner = faiss.downcast_IndexBinary(index.index) if hasattr(index, "index") else index
+    return isinstance(inner, (faiss.IndexBinaryFlat, faiss.IndexBinaryIVF)) and index.ntotal <= RANGE_ITEMS
+
+
+def _whole_shells(
+    index: faiss.IndexBinary, queries: np.ndarray, dist: np.ndarray, ids: np.ndarray, k: int, limit: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every item within each row's k-th distance, in one range search per distinct distance: learned codes clump
+    (a class is often one code), so a shell can hold thousands of items, and widening k-nearest searches to reach
+    them scanned the index four or five times (measured: 4.9 against 0.4 ms a query over 100,000 codes). A
+    row keeps at most `limit` candidates, those with the lowest (distance, id)."""
+    filled = ids[:, k - 1] >= 0
+    rows_d: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    per_call = max(1, RANGE_ITEMS // index.ntotal)
+    for radius in np.unique(dist[filled, k - 1]):
+        at = np.flatnonzero(filled & (dist[:, k - 1] == radius))
+        for rows in (at[lo : lo + per_call] for lo in range(0, len(at), per_call)):
+            _shells_into(rows_d, index, queries[rows], rows, int(radius), limit)
+    width = max([dist.shape[1], *(len(rd) for rd, _ in rows_d.values())])
+    out_d = np.full((len(dist), width), np.iinfo(dist.dtype).max, dtype=dist.dtype)
+    out_i = np.full((len(dist), width), -1, dtype=ids.dtype)
+    out_d[:, : dist.shape[1]], out_i[:, : ids.shape[1]] = dist, ids
+    for row, (rd, ri) in rows_d.items():
+        out_d[row], out_i[row] = np.iinfo(dist.dtype).max, -1
+        out_d[row, : len(rd)], out_i[row, : len(ri)] = rd, ri
+    return out_d, out_i
 
 
 def _search(index: faiss.IndexBinary, queries: np.ndarray, k: int, allowed: np.ndarray | None):
@@ -273,8 +359,9 @@ _INNER = {b"IBxF": "flat", b"IBwF": "ivf", b"IBHf": "hnsw"}  # FAISS fourccs of 
 
 
 def _check_header(path: Path, sidecar: dict) -> None:
-    """The IndexBinaryIDMap2 header and its inner index's agree with the sidecar (bits, count), and a flat
-    index's code vector has the size they imply; otherwise the file is refused before FAISS allocates."""
+    """The id map's header (IndexBinaryIDMap, or IDMap2 in older files) and its inner index's agree with the
+    sidecar (bits, count), and a flat index's code vector has the size they imply; otherwise the file is refused
+    before FAISS allocates."""
     bits, count = sidecar["bits"], sidecar["count"]
     size = path.stat().st_size
     with open(path, "rb") as fh:
@@ -283,7 +370,7 @@ def _check_header(path: Path, sidecar: dict) -> None:
         f"{path}: not a FAISS binary index matching its sidecar ({bits} bits, {count} codes); rebuild it with "
         "'hashidx build-index'"
     )
-    if len(head) < 58 or head[:4] != b"IBM2" or head[25:29] not in _INNER:
+    if len(head) < 58 or head[:4] not in _ID_MAP_FOURCCS or head[25:29] not in _INNER:
         raise bad
     for at in (4, 29):  # outer header, inner header: d, code_size, ntotal
         d, code_size, ntotal = struct.unpack_from("<iiq", head, at)

@@ -28,8 +28,16 @@ from hashidx.methods.training import (
 )
 
 
-def initial_codes(n: int, bits: int, rng: np.random.Generator) -> np.ndarray:
-    """Random {-1,+1} codes (int8), drawn in row chunks so 10⁶ items never need an n x c float array."""
+def label_sets(labels: np.ndarray) -> np.ndarray:
+    """Each item's label set as a number: its class, or the index of its distinct multi-hot row."""
+    return np.unique(labels, axis=0 if labels.ndim == 2 else None, return_inverse=True)[1].ravel()
+
+
+def initial_codes(n: int, bits: int, rng: np.random.Generator, keys: np.ndarray | None = None) -> np.ndarray:
+    """Random {-1,+1} codes (int8), drawn in row chunks so 10⁶ items never need an n x c float array; with `keys`
+    (label_sets), one random code per key, shared by its items."""
+    if keys is not None:
+        return initial_codes(int(keys.max()) + 1 if len(keys) else 0, bits, rng)[keys]
     v = np.empty((n, bits), dtype=np.int8)
     for lo in range(0, n, READ_CHUNK):
         hi = min(lo + READ_CHUNK, n)
@@ -61,16 +69,18 @@ def train_ahcl(
     net = features if isinstance(features, Network) else frozen_network(features, n_classes, config)
     targets_all = label_targets(labels)
     m = min(config.sample_size or len(pool), len(pool))
-    v = initial_codes(n, config.bits, rng)
+    v = initial_codes(n, config.bits, rng, label_sets(labels) if config.code_init == "label" else None)
     opt, sched = net.trainer()
     start, log, saved = resume_point(checkpointing, net.module, opt, sched, rng)
     v = unpack(saved["v"], config.bits) if "v" in saved else v
+    keys: np.ndarray | None = None
     for it in outer_iterations(config, start, "AHCL iterations"):
         t0 = time.perf_counter()
         sample = rng.choice(len(pool), m, replace=False)  # positions within the pool
         omega = pool[sample]  # database rows of Ω
         sim = similarity(labels[omega], labels, n_classes, config.multilabel_similarity == "jaccard")
-        groups = row_groups(v, sim.row_keys())  # shared by the targets and the V step: V is unchanged between them
+        keys = sim.row_keys()
+        groups = row_groups(v, keys)  # shared by the targets and the V step: V is unchanged between them
         targets = pair_targets(v, sim, quant=v[omega], groups=groups)
         u_omega, losses = network_epochs(net, sample, targets_all[omega], targets, config, rng)
         sched.step()
@@ -89,4 +99,19 @@ def train_ahcl(
         if checkpointing is not None and checkpointing.due(it + 1):
             # Packed: 8x smaller, which is what keeps a per-iteration save cheap at 10⁶ codes.
             save_state(checkpointing, it + 1, net.module, opt, rng, log, {"v": pack(v)})
-    return net.module.eval(), v, {"iterations": log, "pool_size": len(pool), "sample_size": int(m)}
+    out = {"iterations": log, "pool_size": len(pool), "sample_size": int(m)}
+    if keys is not None:
+        out["settling"] = settling(len(row_groups(v, keys).first), len(np.unique(keys)), len(v))
+    return net.module.eval(), v, out
+
+
+def settling(code_groups: int, label_sets: int, items: int) -> dict:
+    """Whether the learned codes settled: each label set (a class, or a multi-label row) holds about one code.
+    `code_groups` counts distinct (label set, code) pairs; a few more than the label sets is settled (UC Merced's
+    21 classes end at 21-22 at 16 bits), many more is codes still split within label sets."""
+    judged = label_sets < items  # with every item its own label set, codes cannot be said to clump
+    return {
+        "code_groups": int(code_groups),
+        "label_sets": int(label_sets),
+        "settled": None if not judged else bool(code_groups <= label_sets + max(1, label_sets // 20)),
+    }

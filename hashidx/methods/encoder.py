@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from torch import nn
 
 from hashidx.codes.binary import pack, sign
 from hashidx.data.footprints import Footprints, footprints
@@ -22,15 +21,24 @@ from hashidx.features.extract import BackboneStage, collect
 from hashidx.features.runtime import DEFAULT_RUNTIME, check_runtime
 from hashidx.io.progress import warn
 from hashidx.io.threads import use_torch_threads
-from hashidx.methods.finetune import HashNetStage, onnx_outputs
+from hashidx.methods.portable import HeadArrays, recall, remember
 
 
 class Encoder:
-    """A trained hash head with the backbone its checkpoint names."""
+    """A trained hash head with the backbone its checkpoint names.
 
-    def __init__(self, head: nn.Module, config: dict, runtime: str = DEFAULT_RUNTIME):
+    `head` is the torch module a checkpoint holds, or a frozen-feature head's arrays (methods.portable). A head on
+    frozen features always runs as those arrays, so the codes do not depend on whether torch was loaded; a
+    fine-tuned network runs in torch or as its ONNX twin.
+    """
+
+    def __init__(self, head: Any, config: dict, runtime: str = DEFAULT_RUNTIME):
         self.head, self.config, self.runtime = head, config, check_runtime(runtime)
-        use_torch_threads()  # as training does (hashidx.io.threads): measured no slower alone, faster when busy
+        if not isinstance(head, HeadArrays):
+            use_torch_threads()  # as training does (hashidx.io.threads): measured no slower alone, faster when busy
+        self.arrays: HeadArrays | None = None
+        if not self.finetuned:
+            self.arrays = head if isinstance(head, HeadArrays) else HeadArrays.of(head)
         self._extractor: Any = None  # FeatureExtractor, or a fine-tuned network's ONNX twin
         self._prepared = False
         self.radiometry = Radiometry.from_attrs(config)  # the bands and scaling every image is read with
@@ -88,7 +96,7 @@ class Encoder:
 
     def embed_features(self, features: np.ndarray) -> np.ndarray:
         """The network's real-valued outputs F(x) for backbone features (u = tanh(·) for a hash head)."""
-        embed: Any = self.head.embed  # HashHead and LinearHash both have it
+        embed: Any = self.arrays.embed if self.arrays is not None else self.head.embed
         return np.asarray(embed(features.astype(np.float32)))
 
     def encode_features(self, features: np.ndarray) -> np.ndarray:
@@ -119,6 +127,8 @@ class Encoder:
             return self._extractor
         self._check_layers()
         if self.finetuned:
+            from hashidx.methods.finetune import onnx_outputs
+
             # On a GPU (training's own database pass) the network stays in torch.
             on_cpu = next(self.head.parameters()).device.type == "cpu"
             self._extractor = (
@@ -143,6 +153,8 @@ class Encoder:
         network; for a `remote` engine a recipe its workers build from (the weights travel with it)."""
         self._check_layers()
         if self.finetuned:
+            from hashidx.methods.finetune import HashNetStage
+
             twin = None if remote else self.prepare()
             return HashNetStage(self.head, self.config["backbone"], self.runtime, self.radiometry, twin, not remote)
         return BackboneStage(
@@ -152,7 +164,7 @@ class Encoder:
             self.radiometry,
             int(self.config["image_size"]),
             int(self.config["views"]),
-            self.head,
+            self.arrays,
             None if remote else self.prepare(),
         )
 
@@ -199,3 +211,18 @@ class Encoder:
         if len(kept) == 0:
             raise HashidxError(f"{source}: none of the images could be read; first: {skipped[0][1]}")
         return [items[i][0] for i in kept], u, [(items[i][0], reason) for i, reason in skipped]
+
+
+def load_encoder(path: str | Path, runtime: str = DEFAULT_RUNTIME) -> Encoder:
+    """The encoder a checkpoint holds. On the ONNX path a checkpoint whose head was remembered (methods.portable)
+    loads without torch; otherwise torch loads it, refusing anything but plain tensors, and its head is remembered."""
+    if check_runtime(runtime) == "onnx":
+        recalled = recall(path)
+        if recalled is not None:
+            return Encoder(*recalled, runtime)
+    from hashidx.methods.checkpoints import load_checkpoint
+
+    encoder = Encoder(*load_checkpoint(path), runtime)
+    if encoder.arrays is not None:
+        remember(path, encoder.arrays, encoder.config)
+    return encoder

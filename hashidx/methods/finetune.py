@@ -20,8 +20,9 @@ from torch import nn
 from hashidx.data.images import decode_ahead, decode_items, keep_readable, load_image
 from hashidx.data.rasters import RGB, Radiometry
 from hashidx.errors import HashidxError
-from hashidx.features.backbones import BackboneSpec, adapt_input, backbone_spec, channel_stats
+from hashidx.features.backbones import BackboneSpec, backbone_spec, channel_stats
 from hashidx.features.extract import Encoded
+from hashidx.features.networks import adapt_input
 from hashidx.io.progress import progress
 from hashidx.methods.training import Network, TrainConfig, sgd
 

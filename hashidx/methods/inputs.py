@@ -20,9 +20,9 @@ def recorded_radiometry(path: Path) -> Radiometry:
         from hashidx.features.cache import FeatureCache
 
         return FeatureCache.load(path, slice(0, 0)).radiometry
-    from hashidx.methods.checkpoints import load_checkpoint
+    from hashidx.methods.encoder import load_encoder
 
-    return Radiometry.from_attrs(load_checkpoint(path)[1])
+    return load_encoder(path).radiometry
 
 
 def report_tiles(tiled: Tiled, tiling: Tiling) -> None:

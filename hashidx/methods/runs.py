@@ -399,6 +399,7 @@ def train_run(
                 "total": time.perf_counter() - t0,
             },
             "log": log["iterations"],
+            **({"settling": log["settling"]} if "settling" in log else {}),
             "hashidx_version": __version__,
         }
         write_json(out / "train.json", record)

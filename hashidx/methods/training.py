@@ -38,6 +38,9 @@ class TrainConfig:
     multilabel_similarity: str = "jaccard"
     multilabel_loss: str = "softmax"
     lam: float = 200.0  # quantization weight
+    # Database codes V start as a random code per item (the authors') or per label set ("label": items sharing
+    # their labels start, and outside the sample stay, on one code).
+    code_init: str = "random"
     hidden: int = 1024
     dropout: float = 0.5
     seed: int = 0
@@ -47,6 +50,8 @@ class TrainConfig:
             raise ValueError(f"multilabel_similarity {self.multilabel_similarity!r}: use share or jaccard")
         if self.multilabel_loss not in ("softmax", "bce"):
             raise ValueError(f"multilabel_loss {self.multilabel_loss!r}: use softmax or bce")
+        if self.code_init not in ("random", "label"):
+            raise ValueError(f"code_init {self.code_init!r}: use random or label")
 
     def to_json(self) -> dict:
         return {**asdict(self), "lr_steps": list(self.lr_steps)}

@@ -190,11 +190,9 @@ class Searcher:
         self._held: dict[int, Item] | None = None
         self._times: list[tuple[np.ndarray, tuple[str, ...]]] | None = None  # (ids, times) per codes file
         if model_path is not None:
-            from hashidx.methods.checkpoints import load_checkpoint
-            from hashidx.methods.encoder import Encoder
+            from hashidx.methods.encoder import load_encoder
 
-            head, config = load_checkpoint(model_path)
-            self.encoder = Encoder(head, config, runtime)
+            self.encoder = load_encoder(model_path, runtime)
             check_model(
                 model_path,
                 self.encoder.bits,

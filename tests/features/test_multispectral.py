@@ -10,7 +10,8 @@ import torch
 from click.testing import CliRunner
 
 from hashidx.cli import main
-from hashidx.features.backbones import FeatureExtractor, adapt_input, backbone_spec, channel_stats
+from hashidx.features.backbones import FeatureExtractor, backbone_spec, channel_stats
+from hashidx.features.networks import adapt_input
 
 EUROSAT = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "EuroSAT_MS"
 

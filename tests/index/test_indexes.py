@@ -67,6 +67,32 @@ def test_a_restricted_search_is_the_full_ranking_without_the_others():
         np.testing.assert_array_equal(d, want_d)
 
 
+def test_a_tie_shell_larger_than_the_fetch_limit_keeps_the_lowest_ids(monkeypatch):
+    """Learned codes clump: here 3,000 of 4,000 items share one code. The shell at the k-th distance comes from one
+    range search (flat, IVF), and whatever path fetched it, the items kept are those with the lowest ids: the
+    numpy ranking's prefix, also when the shell is cut at the fetch limit, and the widening path (HNSW, restricted
+    searches) agrees with it."""
+    rng = np.random.default_rng(5)
+    db = _clustered_codes(4000, 32, seed=4)
+    db[rng.choice(4000, 3000, replace=False)] = db[0]
+    queries = np.concatenate([db[:1], _clustered_codes(6, 32, seed=6)])
+    ref_d, ref_i = _reference(queries, db)
+    flat, _ = idx.build(db, np.arange(len(db)), "flat")
+    ivf, _ = idx.build(db, np.arange(len(db)), "ivf", nlist=8, nprobe=8)
+    monkeypatch.setattr(idx, "TIE_FETCH_LIMIT", 1000)  # below the 3,000-item shell of the first query
+    for index in (flat, ivf):
+        d, i = idx.search(index, queries, 10)
+        np.testing.assert_array_equal(i, ref_i[:, :10])
+        np.testing.assert_array_equal(d, ref_d[:, :10])
+        d, i = idx.search(index, queries, 10, whole_shell=True)
+        shell = i[0][i[0] >= 0]
+        assert len(shell) == 1000 and shell.tolist() == ref_i[0, :1000].tolist()  # cut at the limit, lowest ids
+        assert (d[0][i[0] >= 0] == 0).all()
+    monkeypatch.setattr(idx, "RANGE_ITEMS", 0)  # the widening path, as HNSW and restricted searches take it
+    d, i = idx.search(flat, queries[1:], 10)
+    np.testing.assert_array_equal(i, ref_i[1:, :10])
+
+
 def test_hnsw_finds_exact_neighbours_on_small_sets():
     db = _clustered_codes(300, 32)
     queries = db[:10]
@@ -97,7 +123,7 @@ def test_save_load_with_sidecar(tmp_path):
     params = idx.build_file(tmp_path / "codes.h5", tmp_path / "db.index", "ivf")
     assert params["nlist"] == idx.default_nlist(200) and params["nprobe"] == idx.default_nprobe(params["nlist"])
     loaded, sidecar = idx.load(tmp_path / "db.index")
-    assert isinstance(loaded, faiss.IndexBinaryIDMap2) and loaded.ntotal == 200
+    assert isinstance(loaded, faiss.IndexBinaryIDMap) and loaded.ntotal == 200
     assert sidecar["codes_file"] == "codes.h5" and sidecar["model_sha256"] == "0" * 64
     assert sidecar["index_type"] == "ivf" and json.loads((tmp_path / "db.index.json").read_text())["count"] == 200
     idx.set_nprobe(loaded, 3)
@@ -168,3 +194,60 @@ def test_an_index_copied_alone_or_moved_with_its_codes_still_finds_them(tmp_path
     ]
     with pytest.raises(HashidxError, match=r"db.faiss: the codes file it was built from, run/codes.h5 .* not there"):
         idx.code_files_of(alone, idx.load_sidecar(alone))  # neither beside it nor where it was
+
+
+def test_auto_builds_the_measured_choice_and_records_why(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from hashidx.cli import main
+    from hashidx.index import auto
+
+    db = _clustered_codes(400, 32)
+    index, params = idx.build(db, np.arange(len(db)), "auto")
+    assert params["index_type"] == "flat" and params["auto"]["measured_at"] == auto.TABLE[0].measured_at
+    assert params["auto"]["extrapolated"] is False and params["auto"]["recall"] == auto.TABLE[0].recall
+    # Past the first row's n the measured IVF setting is built; past the table's last row it says so.
+    small = (
+        auto.Measured(100, "flat", None, None, 100, 1.0, 1.0, 0.1),
+        auto.Measured(300, "ivf", 4, 2, 300, 0.99, 0.98, 0.1),
+    )
+    monkeypatch.setattr(auto, "TABLE", small)
+    index, params = idx.build(db, np.arange(len(db)), "auto")
+    assert (params["index_type"], params["nlist"], params["nprobe"]) == ("ivf", 4, 2)
+    assert params["auto"]["extrapolated"] is True
+    d, _ = idx.search(index, db[:5], 1)
+    assert (d[:, 0] == 0).all()
+    codes = tmp_path / "codes.h5"
+    names = tuple(f"x{i}.jpg" for i in range(len(db)))
+    CodeFile(db, np.arange(len(db)), names, np.zeros(len(db), np.int64), 32, "ahcl", {}).save(codes)
+    result = CliRunner().invoke(main, ["build-index", str(codes), "--type", "auto", "-o", str(tmp_path / "db.faiss")])
+    assert result.exit_code == 0, result.output
+    assert "ivf index" in result.output and "auto: recall@20 0.990 measured at 300 codes, extrapolated" in result.output
+    sidecar = json.loads((tmp_path / "db.faiss.json").read_text())
+    assert sidecar["auto"]["index_type"] == "ivf" and sidecar["nlist"] == 4
+    info = CliRunner().invoke(main, ["info", str(tmp_path / "db.faiss")])
+    assert "--type auto" in info.output
+    bad = CliRunner().invoke(
+        main, ["build-index", str(codes), "--type", "auto", "--nlist", "8", "-o", str(tmp_path / "x")]
+    )
+    assert bad.exit_code == 1 and "--type ivf" in bad.output and not (tmp_path / "x").exists()
+
+
+def test_an_index_file_of_earlier_versions_still_loads(tmp_path):
+    """Earlier versions wrote an IndexBinaryIDMap2 (an id-to-position hash map besides the ids); those files are
+    read and searched as they were, while new files hold an IndexBinaryIDMap."""
+    db = _clustered_codes(200, 32)
+    names = tuple(f"x{i}.jpg" for i in range(len(db)))
+    CodeFile(db, np.arange(len(db)) * 3, names, np.zeros(len(db), np.int64), 32, "ahcl", {}).save(tmp_path / "c.h5")
+    old = faiss.IndexBinaryIDMap2(faiss.IndexBinaryFlat(32))
+    old.add_with_ids(db, np.arange(len(db), dtype=np.int64) * 3)
+    idx.save(old, tmp_path / "old.faiss", {"index_type": "flat", "bits": 32, "count": len(db)}, tmp_path / "c.h5", {})
+    loaded, _ = idx.load(tmp_path / "old.faiss")
+    assert isinstance(loaded, faiss.IndexBinaryIDMap2)
+    new, _ = idx.build(db, np.arange(len(db)) * 3, "flat")
+    assert type(new) is faiss.IndexBinaryIDMap
+    for index in (loaded, new):
+        d, i = idx.search(index, db[:7], 5)
+        ref_d, ref_i = _reference(db[:7], db)
+        np.testing.assert_array_equal(i, ref_i[:, :5] * 3)
+        np.testing.assert_array_equal(d, ref_d[:, :5])

@@ -25,7 +25,7 @@ def test_images_and_their_cached_features_give_the_same_codes(run, ucmd_features
     cache = FeatureCache.load(ucmd_features)
     picks = [0, 21, 47, 99]
     from_features = encoder.encode_features(cache.features[picks])
-    np.testing.assert_array_equal(from_features, pack(sign(encoder.head.embed(cache.features[picks]))))
+    np.testing.assert_array_equal(from_features, pack(sign(encoder.arrays.embed(cache.features[picks]))))
     from_images, kept, skipped = encoder.encode_images([cache.dataset.absolute(i) for i in picks])
     assert kept.tolist() == [0, 1, 2, 3] and skipped == []
     # the same 8-view backbone pass; float sums may differ in the last bit, so allow a rare flipped bit

@@ -32,3 +32,29 @@ def test_run_folder_is_whole_and_reproducible(ucmd_features, tmp_path, method):
     assert a.paths == split.database and a.attrs["model_sha256"] == sha256_file(tmp_path / "a" / "model.pt")
     assert record["pool_size"] == len(split.database) // 2 and record["n_codes"] == len(split.database)
     assert json.loads((tmp_path / "a" / "train.json").read_text())["method"] == method
+
+
+def test_a_run_says_whether_its_codes_settled(ucmd_features, tmp_path):
+    """train.json records the (label set, code) groups at the end against the label sets; `info` and the train
+    command say when they did not settle."""
+    from click.testing import CliRunner
+
+    from hashidx.cli import main
+    from hashidx.methods.ahcl import settling
+
+    rec = train_run(ucmd_features, tmp_path / "run", bits=16, seed=0)
+    settle = rec["settling"]
+    assert settle["label_sets"] == 5 and settle["code_groups"] >= 5
+    codes = CodeFile.load(tmp_path / "run" / "codes.h5")
+    pairs = {(int(label), bytes(code)) for label, code in zip(codes.labels, codes.codes)}
+    assert settle["code_groups"] == len(pairs)  # the final codes' groups, counted from the file
+    assert settle["settled"] is (len(pairs) <= 6)
+    assert json.loads((tmp_path / "run" / "train.json").read_text())["settling"] == settle
+    info = CliRunner().invoke(main, ["info", str(tmp_path / "run" / "train.json")])
+    assert f"{settle['code_groups']} for 5 label sets" in info.output and "per iteration" in info.output
+    assert settling(30, 30, 1000)["settled"] and not settling(174, 30, 1000)["settled"]
+    assert settling(21, 21, 21)["settled"] is None  # every item its own label set: nothing to judge
+    one = CliRunner().invoke(
+        main, ["train", str(ucmd_features), "--bits", "64", "--iterations", "1", "-o", str(tmp_path / "short")]
+    )
+    assert one.exit_code == 0 and "the codes did not settle" in one.output and "--iterations" in one.output
