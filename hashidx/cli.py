@@ -448,6 +448,15 @@ def features(
 @click.option("--split-seed", type=int, default=0, show_default=True, help="Seed of a new split.")
 @click.option("--iterations", type=int, default=30, show_default=True, help="Outer iterations T.")
 @click.option(
+    "--code-init",
+    type=click.Choice(["random", "label"]),
+    default="random",
+    show_default=True,
+    help="How AHCL's database codes start: random, one code per item (the authors'), or label, one random code "
+    "per label set, so items that share their labels stay on one code (fewer codes at short lengths with many "
+    "classes).",
+)
+@click.option(
     "--backbone",
     default="efficientnet-lite0",
     show_default=True,
@@ -507,6 +516,7 @@ def train(
     seed: int,
     split_seed: int,
     iterations: int,
+    code_init: str,
     backbone: str,
     image_size: int | None,
     views: int,
@@ -548,7 +558,7 @@ def train(
         backbone=backbone,
         image_size=image_size,
         views=views,
-        config=TrainConfig(iterations=iterations),
+        config=TrainConfig(iterations=iterations, code_init=code_init),
         labels_only=labels_only,
         on_error=on_error,
         resume=resume,

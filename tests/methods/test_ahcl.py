@@ -36,3 +36,27 @@ def test_items_outside_the_pool_are_coded_from_their_label_alone(ucmd_features):
     dist = (16 - v[outside].astype(np.int64) @ v[pool].T.astype(np.int64)) // 2
     per_class = np.stack([dist[:, labels[pool] == k].mean(axis=1) for k in range(n_classes)], axis=1)
     assert (per_class.argmin(axis=1) == labels[outside]).all()
+
+
+def test_codes_started_by_label_set_keep_a_class_outside_the_pool_on_one_code(ucmd_features):
+    """--code-init label: items that share their labels start on one code, and outside the sampled rows their
+    update depends on nothing else, so each class keeps one code there; the authors' random start is the
+    default and gives other codes."""
+    from dataclasses import replace
+
+    from hashidx.methods.ahcl import initial_codes, label_sets
+
+    feats, labels, n_classes = _data(ucmd_features)
+    pool = np.arange(0, len(labels), 4)
+    outside = np.setdiff1d(np.arange(len(labels)), pool)
+    _, v, log = train_ahcl(feats[pool], labels, n_classes, replace(CONFIG, code_init="label"), pool)
+    for k in range(n_classes):
+        assert len(np.unique(v[outside][labels[outside] == k], axis=0)) == 1
+    assert log["settling"]["label_sets"] == n_classes
+    _, v_random, _ = train_ahcl(feats[pool], labels, n_classes, CONFIG, pool)
+    assert not np.array_equal(v, v_random)
+    # One start per label set: multi-label rows that are equal share one, others do not.
+    rows = np.array([[1, 0, 1], [0, 1, 0], [1, 0, 1]], np.uint8)
+    assert label_sets(rows).tolist()[0] == label_sets(rows).tolist()[2] != label_sets(rows).tolist()[1]
+    start = initial_codes(3, 64, np.random.default_rng(0), label_sets(rows))
+    assert np.array_equal(start[0], start[2]) and not np.array_equal(start[0], start[1])

@@ -58,3 +58,9 @@ def test_a_run_says_whether_its_codes_settled(ucmd_features, tmp_path):
         main, ["train", str(ucmd_features), "--bits", "64", "--iterations", "1", "-o", str(tmp_path / "short")]
     )
     assert one.exit_code == 0 and "the codes did not settle" in one.output and "--iterations" in one.output
+    labelled = CliRunner().invoke(
+        main,
+        ["--quiet", "train", str(ucmd_features), "--bits", "16", "--code-init", "label", "-o", str(tmp_path / "l")],
+    )
+    assert labelled.exit_code == 0, labelled.output
+    assert json.loads((tmp_path / "l" / "train.json").read_text())["config"]["code_init"] == "label"
