@@ -594,12 +594,13 @@ def train(
 @click.option(
     "--type",
     "index_type",
-    type=click.Choice(["flat", "ivf", "hnsw", "auto"]),
-    default="flat",
+    type=click.Choice(["auto", "flat", "ivf", "hnsw"]),
+    default="auto",
     show_default=True,
-    help="flat: exact, every code compared (fine to ~10⁶ codes); ivf: codes in --nlist lists, --nprobe of them "
-    "searched (faster, approximate); hnsw: a neighbour graph (fast, approximate, larger file); auto: the type "
-    "and parameters measured best for this many codes, recorded with their expected recall in the sidecar.",
+    help="auto: the type and parameters measured best for this many codes (flat, exact, to 10⁶ codes; IVF with "
+    "1,024 lists, 16 probed, past that), recorded with their measured recall in the sidecar; flat: exact, every "
+    "code compared; ivf: codes in --nlist lists, --nprobe of them searched (faster, approximate); hnsw: a "
+    "neighbour graph (fast, poor on learned codes, larger file).",
 )
 @click.option("--nlist", type=int, default=None, help="IVF lists [default: ~√n, ≥39 codes per list].")
 @click.option("--nprobe", type=int, default=None, help="IVF lists probed at search [default: nlist/8].")
