@@ -9,7 +9,6 @@ a query's cold start.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ from threadpoolctl import threadpool_limits
 
 from hashidx.errors import HashidxError
 from hashidx.features.runtime import cache_dir
-from hashidx.io.atomic import atomic_path
+from hashidx.io.atomic import atomic_path, sha256_file
 from hashidx.version import __version__
 
 PORTABLE_FORMAT = 1
@@ -80,14 +79,6 @@ class HeadArrays:
         return out
 
 
-def _digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _stored(digest: str) -> Path:
     return cache_dir() / "models" / f"{digest}-{PORTABLE_FORMAT}-{__version__}.npz"
 
@@ -96,7 +87,7 @@ def recall(path: str | Path) -> tuple[HeadArrays, dict[str, Any]] | None:
     """The head arrays and config remembered for this checkpoint's bytes, or None (never loaded with torch here, a
     fine-tuned network, or an unreadable cache entry: the caller loads the checkpoint with torch)."""
     try:
-        stored = _stored(_digest(Path(path)))
+        stored = _stored(sha256_file(path))
         with np.load(stored, allow_pickle=False) as npz:
             config = json.loads(str(npz["config"]))
             kind = str(npz["kind"])
@@ -109,7 +100,7 @@ def recall(path: str | Path) -> tuple[HeadArrays, dict[str, Any]] | None:
 def remember(path: str | Path, head: HeadArrays, config: dict[str, Any]) -> None:
     """Store a checkpoint's head arrays and config for `recall` (best effort: a read-only cache costs only speed)."""
     try:
-        with atomic_path(_stored(_digest(Path(path)))) as tmp, open(tmp, "wb") as fh:
+        with atomic_path(_stored(sha256_file(path))) as tmp, open(tmp, "wb") as fh:
             entries: dict[str, Any] = {f"array:{name}": value for name, value in head.arrays.items()}
             entries.update(config=np.asarray(json.dumps(config)), kind=np.asarray(head.kind))
             np.savez(fh, **entries)
