@@ -9,6 +9,9 @@ and K′ are chosen here); with --compare, the same runs on a second feature cac
     python benchmarks/validate_ucmd.py --features out/ucmd-pipeline/features.h5
     python benchmarks/validate_ucmd.py --features A.h5 --compare B.h5 --splits 3 --seeds 3
     python benchmarks/validate_ucmd.py --features A.h5 --rerank none,ties,50,100,200,400,1344
+    python benchmarks/validate_ucmd.py --features ML.h5 --method symmetric --lr 0.001,0.0003,0.0001
+
+--method and --lr (a comma list: one set of runs per learning rate) choose a method's settings the same way.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from hashidx.evaluation.evaluate import evaluate_run
 from hashidx.features.cache import FeatureCache
 from hashidx.io.progress import set_quiet
 from hashidx.methods.runs import train_run
+from hashidx.methods.training import TrainConfig
 
 
 def validation_splits(features: Path, out: Path, n_splits: int) -> list[Path]:
@@ -42,16 +46,23 @@ def rerank_mode(text: str) -> str | int:
 
 
 def validate(
-    features: Path, splits: list[Path], bits: list[int], seeds: list[int], out: Path, reranks: list[str | int]
+    features: Path,
+    splits: list[Path],
+    bits: list[int],
+    seeds: list[int],
+    out: Path,
+    reranks: list[str | int],
+    method: str = "ahcl",
+    config: TrainConfig | None = None,
 ) -> dict:
-    """Validation metrics of every (split, bits, seed) run under each re-ranking."""
+    """Validation metrics of every (split, bits, seed) run of `method` (with `config`) under each re-ranking."""
     res = {}
     for i, split in enumerate(splits):
         for b in bits:
             for seed in seeds:
                 run = out / f"{features.stem}-s{i + 1}-{b}-{seed}"
                 if not (run / "train.json").is_file():
-                    train_run(features, run, "ahcl", b, split_path=split, seed=seed)
+                    train_run(features, run, method, b, split_path=split, seed=seed, config=config)
                 for mode in reranks:
                     m = evaluate_run(run, rerank=mode)
                     res[(i, b, seed, mode)] = m
@@ -80,6 +91,8 @@ def main() -> None:
     ap.add_argument("--splits", type=int, default=3, help="validation splits (split seeds 1..N)")
     ap.add_argument("--seeds", type=int, default=3, help="training seeds 0..K-1")
     ap.add_argument("--rerank", default="none", help="comma list of re-rankings: none, ties, or K′ values")
+    ap.add_argument("--method", default="ahcl")
+    ap.add_argument("--lr", default=None, help="comma list of learning rates, one set of runs each")
     ap.add_argument("-o", "--output", type=Path, default=Path("out/validate-ucmd"))
     args = ap.parse_args()
     set_quiet(True)
@@ -88,7 +101,26 @@ def main() -> None:
     splits = validation_splits(args.features, args.output, args.splits)
     caches = [args.features] + ([args.compare] if args.compare else [])
     reranks = [rerank_mode(x) for x in args.rerank.split(",")]
-    results = [validate(f, splits, bits, seeds, args.output / f"features-{i}", reranks) for i, f in enumerate(caches)]
+    if args.lr:
+        for lr in args.lr.split(","):
+            res = validate(
+                args.features,
+                splits,
+                bits,
+                seeds,
+                args.output / f"{args.method}-lr{lr}",
+                reranks,
+                args.method,
+                TrainConfig(lr=float(lr)),
+            )
+            print(f"\n## {args.method}, lr {lr}")
+            for metric in ("mAP", "mAP@100"):
+                table(res, bits, reranks, metric)
+        return
+    results = [
+        validate(f, splits, bits, seeds, args.output / f"features-{i}", reranks, args.method)
+        for i, f in enumerate(caches)
+    ]
     for f, res in zip(caches, results):
         print(f"\n## {f}")
         for metric in ("mAP", "mAP@100", "P@100", "rank_s"):

@@ -308,7 +308,8 @@ RERANK_OPTION = click.option(
     "--rerank",
     default=None,
     help="Re-rank by the asymmetric score uᵀv of the query's network outputs: none, ties (inside equal "
-    "Hamming distances), or K′ (the K′ nearest by Hamming) [default: 400].",
+    "Hamming distances), K′ (the K′ nearest by Hamming), or features (K′ 400, then items of equal score, which "
+    "share a code, by the cosine of their content vectors) [default: 400].",
 )
 
 
@@ -457,6 +458,14 @@ def features(
     "classes).",
 )
 @click.option(
+    "--content-dims",
+    type=click.IntRange(min=0),
+    default=32,
+    show_default=True,
+    help="Length of each database item's content vector (principal components of its frozen features, 2 bytes "
+    "each), which orders the items of one code under 'query --rerank features'; 0 stores none.",
+)
+@click.option(
     "--backbone",
     default="efficientnet-lite0",
     show_default=True,
@@ -517,6 +526,7 @@ def train(
     split_seed: int,
     iterations: int,
     code_init: str,
+    content_dims: int,
     backbone: str,
     image_size: int | None,
     views: int,
@@ -558,7 +568,7 @@ def train(
         backbone=backbone,
         image_size=image_size,
         views=views,
-        config=TrainConfig(iterations=iterations, code_init=code_init),
+        config=TrainConfig(iterations=iterations, code_init=code_init, content_dims=content_dims),
         labels_only=labels_only,
         on_error=on_error,
         resume=resume,

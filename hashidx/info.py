@@ -123,6 +123,10 @@ def _codes(path: Path, f: h5py.File, a: dict) -> tuple[dict, list]:
         "acquired": _when(f),
         "stac": _stac(f),
         "sources": _sources(a),
+        # What --rerank features orders a code's items by: float16 vectors, 2 bytes a dimension.
+        "content_vectors": f"{f['content'].shape[1]} dims, {2 * f['content'].shape[1]} bytes an item"
+        if "content" in f
+        else None,
         "model_sha256": a.get("model_sha256"),
         "hashidx_version": a.get("hashidx_version"),
     }

@@ -37,7 +37,11 @@ def test_each_kind_of_file_is_recognised_with_its_facts(run, ucmd_features):
     features = _describe(ucmd_features)
     assert (features["kind"], features["facts"]["images"], features["facts"]["dim"]) == ("hashidx-features", 100, 1712)
     codes = _describe(run / "run" / "codes.h5")
-    assert codes["facts"] | {"items": 80, "bits": 16, "method": "ahcl", "classes": 5} == codes["facts"]
+    assert (
+        codes["facts"]
+        | {"items": 80, "bits": 16, "method": "ahcl", "classes": 5, "content_vectors": "32 dims, 64 bytes an item"}
+        == codes["facts"]
+    )
     model = _describe(run / "run" / "model.pt")
     assert (model["kind"], model["facts"]["bits"], model["facts"]["backbone"]) == (
         "hashidx-checkpoint",

@@ -35,6 +35,8 @@ class CodeFile:
     attrs: dict = field(default_factory=dict)
     files: tuple[str, ...] | None = None  # each item's image file, absolute ("" if unknown): for added images
     geo: Footprints | None = None  # each item's footprint, where its source is georeferenced
+    # Each item's content vector (n x dims float16, features.content), where its model has a projection.
+    content: np.ndarray | None = None
 
     def save(self, path: str | Path) -> None:
         with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
@@ -46,6 +48,8 @@ class CodeFile:
                 f.create_dataset("files", data=list(self.files), dtype=STR)
             if self.geo is not None:
                 self.geo.save(f)
+            if self.content is not None:
+                f.create_dataset("content", data=self.content.astype(np.float16))
             f.attrs.update(
                 {
                     **self.attrs,
@@ -86,6 +90,7 @@ class CodeFile:
                 attrs,
                 strings(f["files"], rows) if "files" in f else None,
                 Footprints.load(f, rows),
+                f["content"][rows] if "content" in f else None,
             )
 
 
@@ -104,6 +109,17 @@ def read_ids_codes(path: str | Path, rows: slice = slice(None)) -> tuple[np.ndar
     return ids.astype(np.int64), codes
 
 
+def read_ids_content(path: str | Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """The ids and content vectors of a codes file, or None when it holds none."""
+    with read_h5(path, "hashidx-codes", "codes file", "rebuild the index from a codes.h5") as f:
+        if "content" not in f:
+            return None
+        ids, content = f["ids"][:], f["content"][:]
+    if len(ids) != len(content) or content.ndim != 2:
+        raise HashidxError(f"{path}: 'ids' and 'content' disagree ({len(ids)} vs {content.shape}); retrain the run")
+    return ids.astype(np.int64), content
+
+
 def positions(sorted_ids: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Where each of `ids` sits in the ascending `sorted_ids` (clipped to its rows), and whether it is there at all."""
     ids = np.asarray(ids, dtype=np.int64)
@@ -115,7 +131,7 @@ def positions(sorted_ids: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.n
 
 @dataclass
 class CodeTable:
-    """Packed codes by id, sorted by id once: what a re-ranking reads its candidates' codes from."""
+    """Packed codes (or content vectors) by id, sorted by id once: what a re-ranking reads its candidates' from."""
 
     ids: np.ndarray
     codes: np.ndarray

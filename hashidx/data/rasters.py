@@ -194,9 +194,26 @@ def check_bands(bands: tuple[int, ...], src: Any, path: Path) -> None:
         )
 
 
+# Band names (descriptions, else colour interpretations) of the false-colour composite's near-infrared, red and green.
+_COMPOSITE_NAMES = (r"b0?8|nir|nir08", r"b0?4|red", r"b0?3|green")
+SENTINEL2_BANDS = 13  # B01-B12 with B8A after B08: Sentinel-2 L1C's order, and EuroSAT's
+
+
+def false_colour(src: Any) -> tuple[tuple[int, int, int], str] | None:
+    """Near-infrared, red and green of a multispectral raster, where its band names say which they are or it has
+    Sentinel-2's 13 bands; and how they were found. None otherwise."""
+    names = [n.lower() for n in band_names(src)]
+    found = [[i + 1 for i, n in enumerate(names) if re.fullmatch(pattern, n)] for pattern in _COMPOSITE_NAMES]
+    if all(len(f) == 1 for f in found):
+        return (found[0][0], found[1][0], found[2][0]), "by the bands' names"
+    if src.count == SENTINEL2_BANDS:
+        return (8, 4, 3), "13 bands taken in Sentinel-2's order, B01-B12 with B8A after B08"
+    return None
+
+
 def default_bands(src: Any, path: Path) -> tuple[tuple[int, ...], str | None]:
     """The bands read when `--bands` is not given, and a note when that was a choice worth saying; other
-    multi-band files are refused."""
+    multi-band files are refused (a dataset of them records its own choice: `recorded_default`)."""
     ci = [c.name for c in src.colorinterp]
     if src.count == 3 or (src.count == 4 and ci[3] == "alpha"):
         return (1, 2, 3), None
@@ -207,6 +224,30 @@ def default_bands(src: Any, path: Path) -> tuple[tuple[int, ...], str | None]:
     raise HashidxError(
         f"{path}: {src.count}-band raster ({bands_summary(src)}); choose the bands with --bands, "
         f"e.g. --bands 1,2,3 (first three listed take the network's R, G, B) or --bands 1-{src.count}"
+    )
+
+
+def recorded_default(path: Path) -> tuple[tuple[int, ...], str | None]:
+    """The bands a new dataset records when `--bands` is not given, judged on its first raster, and the note on
+    them. A multispectral file whose bands are known is read as the false-colour composite (near-infrared, red,
+    green), which beat true colour and all bands on EuroSAT validation splits (docs/choices-measured.md). () keeps
+    each file's own RGB or grey, and leaves any other file to be refused (or skipped) where it is read."""
+    file, _ = split_chip(path)
+    try:
+        with open_raster(file) as src:
+            composite = (
+                false_colour(src) if src.count > 4 or (src.count == 4 and src.colorinterp[3].name != "alpha") else None
+            )
+            count = src.count
+    except HashidxError:
+        return (), None
+    if composite is None:
+        return (), None
+    bands, how = composite
+    listed = ",".join(map(str, bands))
+    return bands, (
+        f"{file}: {count}-band raster read as false colour: near-infrared, red, green = bands {listed} ({how}); "
+        "--bands chooses others, e.g. Sentinel-2's true colour with --bands 4,3,2"
     )
 
 
@@ -369,14 +410,17 @@ def fit_radiometry(
     if bands is None and not rasters and scale is None:
         return RGB, []
     chosen: tuple[int, ...] = () if bands is None else parse_bands_like(bands, rasters or list(paths))
+    notes: list[str] = []
+    if bands is None and rasters:
+        chosen, note = recorded_default(Path(rasters[0]))
+        notes += [note] if note else []
     if scale is not None and scale != "auto":
-        return Radiometry(chosen, parse_scale(scale, len(chosen) or 3), "given (--scale)"), []
+        return Radiometry(chosen, parse_scale(scale, len(chosen) or 3), "given (--scale)"), notes
     rng = np.random.default_rng(seed)
     pool = rasters or list(paths)
     sample = [pool[i] for i in sorted(rng.choice(len(pool), min(SCALE_SAMPLE, len(pool)), replace=False))]
     parts: list[np.ndarray] = []
     types: set[str] = set()
-    notes: list[str] = []
     errors: list[HashidxError] = []
     for p in sample:
         try:

@@ -26,9 +26,11 @@ from hashidx.codes.codefile import CodeFile
 from hashidx.data.datasets import Dataset, load_dataset
 from hashidx.data.images import load_image
 from hashidx.data.labels import read_label_table, relabel
+from hashidx.data.rasters import RGB, Radiometry
 from hashidx.data.split import make_split, save_split
 from hashidx.errors import HashidxError
 from hashidx.evaluation.evaluate import TIE_RULE, evaluate_run
+from hashidx.evaluation.metrics import retrieval_metrics
 from hashidx.evaluation.report import pyplot, write_report
 from hashidx.features.backbones import DEFAULT_BACKBONE, BackboneSpec, FeatureExtractor, backbone_spec
 from hashidx.features.cache import FeatureCache
@@ -55,10 +57,17 @@ def _version(package: str) -> str | None:
 
 
 def _timed_extract(
-    ds: Dataset, positions: np.ndarray, extractor: FeatureExtractor, size: int, views: int, desc: str
+    ds: Dataset,
+    positions: np.ndarray,
+    extractor: FeatureExtractor,
+    size: int,
+    views: int,
+    desc: str,
+    radiometry: Radiometry = RGB,
 ) -> tuple[np.ndarray, float]:
     t0 = time.perf_counter()
-    feats = extract([ds.absolute(i) for i in positions], extractor, size, views, desc=desc).features
+    paths = [ds.absolute(i) for i in positions]
+    feats = extract(paths, extractor, size, views, desc=desc, radiometry=radiometry).features
     return feats, time.perf_counter() - t0
 
 
@@ -73,39 +82,51 @@ def scaling_run(
     views: int = 1,
     seed: int = 0,
     iterations: int = 30,
+    queries: tuple[np.ndarray, np.ndarray] | None = None,
+    radiometry: Radiometry = RGB,
 ) -> list[dict]:
     """Time images → database codes for AHCL and symmetric at each database size n, pool fixed.
 
-    Both methods' backbone passes run for real here: AHCL's over the pool, symmetric's over all n.
+    Both methods' backbone passes run for real here: AHCL's over the pool, symmetric's over all n. With
+    `queries` (their features and labels), each row also holds both methods' tie-aware mAP on them, by Hamming
+    distance and with the default re-ranking. `radiometry` reads every image (default: each file's RGB).
     """
     order = np.random.default_rng(seed).permutation(db_idx)
     pool = order[:pool_size]
-    pool_feats, _ = _timed_extract(ds, pool, extractor, size, views, "scaling: pool features")
+    pool_feats, _ = _timed_extract(ds, pool, extractor, size, views, "scaling: pool features", radiometry)
     config = TrainConfig(bits=bits, seed=seed, iterations=iterations)
     sym_head, _ = train_symmetric(pool_feats, ds.labels[pool], len(ds.classes), config)
     encoder = Encoder(sym_head, {"bits": bits})
     rows = []
     for n in progress(sizes, "scaling run", unit="size"):
         items = order[:n]  # the pool comes first, so it is always inside the database
-        _, t_pool = _timed_extract(ds, pool, extractor, size, views, f"AHCL n={n}: pool")
-        _, _, log = train_ahcl(pool_feats, ds.labels[items], len(ds.classes), config, np.arange(pool_size))
+        _, t_pool = _timed_extract(ds, pool, extractor, size, views, f"AHCL n={n}: pool", radiometry)
+        ahcl_head, v, log = train_ahcl(pool_feats, ds.labels[items], len(ds.classes), config, np.arange(pool_size))
         ahcl_s = t_pool + sum(it["codes_s"] for it in log["iterations"])
-        db_feats, t_backbone = _timed_extract(ds, items, extractor, size, views, f"symmetric n={n}: database")
-        t0 = time.perf_counter()
-        encoder.encode_features(db_feats)
-        symmetric_s = t_backbone + time.perf_counter() - t0
-        rows.append(
-            {
-                "n": int(n),
-                "pool": int(pool_size),
-                "views": views,
-                "ahcl_s": ahcl_s,
-                "symmetric_s": symmetric_s,
-                "ratio": symmetric_s / ahcl_s,
-                "ahcl_images": int(pool_size),
-                "symmetric_images": int(n),
-            }
+        db_feats, t_backbone = _timed_extract(
+            ds, items, extractor, size, views, f"symmetric n={n}: database", radiometry
         )
+        t0 = time.perf_counter()
+        sym_codes = encoder.encode_features(db_feats)
+        symmetric_s = t_backbone + time.perf_counter() - t0
+        row = {
+            "n": int(n),
+            "pool": int(pool_size),
+            "views": views,
+            "ahcl_s": ahcl_s,
+            "symmetric_s": symmetric_s,
+            "ratio": symmetric_s / ahcl_s,
+            "ahcl_images": int(pool_size),
+            "symmetric_images": int(n),
+        }
+        if queries is not None:
+            q_feats, q_labels = queries
+            for name, head, codes in (("ahcl", ahcl_head, pack(v)), ("symmetric", sym_head, sym_codes)):
+                u = Encoder(head, {"bits": bits}).embed_features(q_feats)
+                for mode in ("none", DEFAULT_RERANK):
+                    m = retrieval_metrics(pack(sign(u)), q_labels, codes, ds.labels[items], query_real=u, rerank=mode)
+                    row[f"{name}_mAP" + ("" if mode == "none" else "_reranked")] = m["mAP"]
+        rows.append(row)
     return rows
 
 

@@ -77,6 +77,12 @@ def evaluate_run(
         raise HashidxError(
             f"{run_dir / 'codes.h5'}: {db.bits}-bit codes but model.pt is {encoder.bits}-bit; retrain the run"
         )
+    if rerank == "features" and (encoder.content is None or db.content is None):
+        raise HashidxError(
+            f"{run_dir}: --rerank features needs the model's content projection and content vectors in codes.h5, "
+            "which runs of this hashidx write on frozen features; retrain, or use --rerank ties or a K′"
+        )
+    query_content = None
     t0 = time.perf_counter()
     if encoder.finetuned:
         # A fine-tuned backbone has no feature cache: the query images pass the whole network.
@@ -89,6 +95,7 @@ def evaluate_run(
         ds = cache.dataset
         query_idx, _ = split.indices(ds)
         query_real = encoder.embed_features(cache.features[query_idx])
+        query_content = encoder.content_of(cache.features[query_idx])
     query_codes = pack(sign(query_real))
     t_encode = time.perf_counter() - t0
     query_labels, db_labels = ds.labels[query_idx], db.labels
@@ -104,7 +111,16 @@ def evaluate_run(
         )
     t0 = time.perf_counter()
     out = retrieval_metrics(
-        query_codes, query_labels, db.codes, db_labels, ks, with_curve=with_curve, query_real=query_real, rerank=rerank
+        query_codes,
+        query_labels,
+        db.codes,
+        db_labels,
+        ks,
+        with_curve=with_curve,
+        query_real=query_real,
+        rerank=rerank,
+        query_content=query_content,
+        db_content=db.content,
     )
     t_rank = time.perf_counter() - t0
     out.update(

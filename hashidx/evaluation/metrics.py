@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hashidx.codes.binary import hamming, unpack
+from hashidx.results.rerank import DEFAULT_RERANK
 
 P_AT_K_CUTOFFS = (1, 5, 10, 20, 50, 100, 200, 500, 1000)
 # Queries ranked at a time: bounds memory at a few (chunk x n) arrays whatever the query count.
@@ -244,21 +245,28 @@ def pr_curve(sums: np.ndarray, n_queries: int) -> dict[str, list]:
 RERANK_MODES = ("none", "ties")  # or an integer K′: the K′ nearest by Hamming, re-ranked
 
 
-def ranking_keys(dist: np.ndarray, scores: np.ndarray | None, rerank: str | int) -> list[np.ndarray]:
+def ranking_keys(
+    dist: np.ndarray, scores: np.ndarray | None, rerank: str | int, content: np.ndarray | None = None
+) -> list[np.ndarray]:
     """The sort keys (most significant first) of a ranking by Hamming distance, re-ranked by `scores` = uᵀv.
 
     "none": distance only. "ties": the score orders items at equal distance. An integer K′: the items
     within the K′-th smallest distance (the whole shell there, so the set does not depend on storage
-    order) are ranked by score alone, ahead of the rest, which keep their distance order.
+    order) are ranked by score alone, ahead of the rest, which keep their distance order. "features": the
+    default K′, and among the candidates of equal score the `content` cosine (results.rerank).
     """
     if rerank == "none" or scores is None:
         return [dist]
     if rerank == "ties":
         return [dist, -scores]
-    k_prime = min(int(rerank), dist.shape[1])
+    k_prime = min(DEFAULT_RERANK if rerank == "features" else int(rerank), dist.shape[1])
     radius = np.partition(dist, k_prime - 1, axis=1)[:, k_prime - 1 : k_prime]
     candidate = dist <= radius
-    return [np.where(candidate, -1, dist), np.where(candidate, -scores, 0.0)]
+    keys = [np.where(candidate, -1, dist), np.where(candidate, -scores, 0.0)]
+    if rerank == "features":
+        assert content is not None
+        keys.append(np.where(candidate, -content, 0.0))
+    return keys
 
 
 def asymmetric_scores(query_real: np.ndarray, db_codes: np.ndarray) -> np.ndarray:
@@ -279,6 +287,8 @@ def retrieval_metrics(
     with_curve: bool = False,
     query_real: np.ndarray | None = None,
     rerank: str | int = "none",
+    query_content: np.ndarray | None = None,
+    db_content: np.ndarray | None = None,
 ) -> dict:
     """All metrics of the module docstring for packed query/database codes and labels (class indices or
     multi-hot). With `query_real` (the queries' network outputs u), `rerank` orders by uᵀv as `ranking_keys` says.
@@ -297,7 +307,10 @@ def retrieval_metrics(
         shared = shared_labels(query_labels[lo : lo + QUERY_CHUNK], db_labels)
         relevant = shared > 0
         scores = None if query_real is None else asymmetric_scores(query_real[lo : lo + QUERY_CHUNK], db_codes)
-        g = tie_groups(ranking_keys(dist, scores, rerank), shared)
+        content = None
+        if rerank == "features" and query_content is not None and db_content is not None:
+            content = query_content[lo : lo + QUERY_CHUNK].astype(np.float32) @ db_content.astype(np.float32).T
+        g = tie_groups(ranking_keys(dist, scores, rerank, content), shared)
         add("mAP", expected_ap(g, n_db))
         add("mAP_db_order", average_precision(np.take_along_axis(relevant, rank(dist), axis=1)))
         for k in ks:

@@ -22,6 +22,7 @@ from hashidx.codes.codefile import CodeFile, positions
 from hashidx.data.footprints import Footprints
 from hashidx.errors import HashidxError
 from hashidx.features.cache import FeatureCache
+from hashidx.features.content import ContentProjection
 from hashidx.feedback.marks import Marks, read_marks, write_marks
 from hashidx.index import indexes as idx
 from hashidx.io.atomic import sha256_file, write_json
@@ -158,6 +159,7 @@ class Learned:
     codes: np.ndarray  # packed (n x bytes)
     marked: np.ndarray  # ids whose codes the solver learned
     log: dict
+    content: ContentProjection | None = None  # orders the items of one code (results.rerank "features")
 
     def embed(self, features: np.ndarray) -> np.ndarray:
         return HeadArrays.of(self.head).embed(features)
@@ -211,7 +213,8 @@ def learn_model(
         "(buffers in state_dict)",
     )
     log.update(train_s=t1 - t0, encode_s=time.perf_counter() - t1, trained_items=len(train_ids))
-    return Learned(head.eval(), model_config, codes, train_ids, log)
+    content = ContentProjection.fit(sample, seed=settings.seed)  # the archive's spread, as the head's standardising
+    return Learned(head.eval(), model_config, codes, train_ids, log, content)
 
 
 def write_learned(
@@ -235,7 +238,7 @@ def write_learned(
             raise HashidxError(f"{out}: already exists; learn into a new folder (the old model stays for undo)")
         try:
             tmp.mkdir(parents=True)
-            save_checkpoint(tmp / "model.pt", learned.head, learned.config)
+            save_checkpoint(tmp / "model.pt", learned.head, learned.config, learned.content)
             cls = learned.config["classes"]
             CodeFile(
                 learned.codes,
@@ -256,6 +259,7 @@ def write_learned(
                     "marked_items": len(learned.marked),
                 },
                 geo=archive.geo,
+                content=None if learned.content is None else learned.content.apply(archive.features),
             ).save(tmp / "codes.h5")
             kind = base_sidecar.get("index_type", "flat")
             index, params = idx.build(

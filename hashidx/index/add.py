@@ -13,6 +13,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from hashidx.codes.binary import pack, sign
 from hashidx.codes.codefile import CodeFile
 from hashidx.data.chips import Tiling
 from hashidx.data.footprints import Footprints
@@ -60,7 +61,9 @@ def add_images(
     model_radiometry = encoder.radiometry
     inputs = image_inputs(source, model_radiometry, bands, tiling, scale)
     items, encoder.radiometry = inputs.items, inputs.radiometry
-    names, codes, skipped = encoder.encode_named(items, source, batch_size, on_error, engine)
+    names, outputs, skipped = encoder.embed_named(items, source, batch_size, on_error, engine, with_content=True)
+    u, content = encoder.split(outputs)
+    codes = pack(sign(u))
     where = dict(items)
     files = tuple(str(where[n]) for n in names)  # resolved: a gallery finds the pixels wherever the list was
     geo = encoder.footprints_of(items, names, inputs.catalog)
@@ -69,7 +72,7 @@ def add_images(
         # Read again under the lock: another `add` may have landed while these images were encoded.
         index, sidecar = idx.load(index_path)
         return _append(
-            index_path, index, sidecar, codes, tuple(names), files, model_sha, Path(model_path), geo, record
+            index_path, index, sidecar, codes, tuple(names), files, model_sha, Path(model_path), geo, record, content
         ), skipped
 
 
@@ -84,6 +87,17 @@ def sources_of(added: CodeFile | None) -> list[dict]:
     return out if isinstance(out, list) else []
 
 
+def _joined_content(old: CodeFile | None, new: np.ndarray | None, n_new: int) -> np.ndarray | None:
+    """The added file's content vectors after this add: zeros (no content preference) for items whose model had
+    no projection; none at all when no item has one, or when two models' projections differ in size."""
+    parts = ([] if old is None else [(old.content, len(old.paths))]) + [(new, n_new)]
+    dims = {c.shape[1] for c, _ in parts if c is not None}
+    if len(dims) != 1:
+        return None
+    d = dims.pop()
+    return np.concatenate([c if c is not None else np.zeros((n, d), np.float16) for c, n in parts])
+
+
 def _append(
     index_path: Path,
     index: faiss.IndexBinary,
@@ -95,6 +109,7 @@ def _append(
     model_path: Path,
     geo: Footprints | None = None,
     record: dict | None = None,
+    content: np.ndarray | None = None,
 ) -> dict:
     """Give the codes the ids after the index's and write the added-codes file, then the index and sidecar."""
     id_map = index.id_map  # type: ignore[attr-defined]  # an id map (indexes.ID_MAPS), which the stubs do not say
@@ -121,6 +136,7 @@ def _append(
             )
     else:
         codes_all, ids_all, names_all, files_all = codes, ids, added, files
+    content_all = _joined_content(old, content, len(added))
     # Added items first: a kill before the index lands leaves paths for ids the index lacks, which is harmless.
     CodeFile(
         codes_all,
@@ -145,6 +161,7 @@ def _append(
         },
         files_all,
         geo,
+        content_all,
     ).save(extra)
     index.add_with_ids(codes, ids)
     params = {k: v for k, v in sidecar.items() if k in ("index_type", "bits", "nlist", "nprobe", "M", "efSearch")}

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from hashidx.errors import HashidxError
+from hashidx.features.content import ContentProjection
 from hashidx.io.atomic import atomic_path
 from hashidx.methods.baselines import LinearHash
 from hashidx.methods.finetune import hashnet_from_config
@@ -26,14 +27,26 @@ def head_from_config(config: dict[str, Any]) -> nn.Module:
     return HashHead(config["feature_dim"], config["bits"], len(config["classes"]), config["hidden"], config["dropout"])
 
 
-def save_checkpoint(path: str | Path, head: nn.Module, config: dict[str, Any]) -> None:
-    """A plain state dict plus a JSON-able config: nothing in it can run code on load."""
+def save_checkpoint(
+    path: str | Path, head: nn.Module, config: dict[str, Any], content: ContentProjection | None = None
+) -> None:
+    """A plain state dict plus a JSON-able config (and the content projection, where the run fitted one):
+    nothing in it can run code on load."""
+    obj: dict[str, Any] = {"format": CHECKPOINT_FORMAT, "config": config, "state_dict": head.state_dict()}
+    if content is not None:
+        obj["content"] = {name: torch.from_numpy(a) for name, a in content.arrays().items()}
     with atomic_path(path) as tmp:
-        torch.save({"format": CHECKPOINT_FORMAT, "config": config, "state_dict": head.state_dict()}, tmp)
+        torch.save(obj, tmp)
 
 
 def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the head from a checkpoint, refusing anything that is not plain tensors and data."""
+    head, config, _ = load_model(path)
+    return head, config
+
+
+def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any], ContentProjection | None]:
+    """`load_checkpoint`, and the content projection the checkpoint holds (None where it has none)."""
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -56,4 +69,8 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
         raise HashidxError(
             f"{path}: weights do not match the recorded config ({str(exc).splitlines()[0]}); retrain"
         ) from None
-    return head.eval(), config
+    stored = obj.get("content")
+    content = None
+    if isinstance(stored, dict):
+        content = ContentProjection.from_arrays({k: v.numpy() for k, v in stored.items()})
+    return head.eval(), config, content

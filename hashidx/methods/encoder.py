@@ -17,11 +17,12 @@ from hashidx.engines.local import LocalEngine
 from hashidx.errors import HashidxError
 from hashidx.features.backbones import FeatureExtractor, backbone_spec, recorded_layers
 from hashidx.features.cache import FeatureCache
+from hashidx.features.content import ContentProjection
 from hashidx.features.extract import BackboneStage, collect
 from hashidx.features.runtime import DEFAULT_RUNTIME, check_runtime
 from hashidx.io.progress import warn
 from hashidx.io.threads import use_torch_threads
-from hashidx.methods.portable import HeadArrays, recall, remember
+from hashidx.methods.portable import HeadArrays, WithContent, recall, remember
 
 
 class Encoder:
@@ -32,13 +33,15 @@ class Encoder:
     fine-tuned network runs in torch or as its ONNX twin.
     """
 
-    def __init__(self, head: Any, config: dict, runtime: str = DEFAULT_RUNTIME):
+    def __init__(
+        self, head: Any, config: dict, runtime: str = DEFAULT_RUNTIME, content: ContentProjection | None = None
+    ):
         self.head, self.config, self.runtime = head, config, check_runtime(runtime)
         if not isinstance(head, HeadArrays):
             use_torch_threads()  # as training does (hashidx.io.threads): measured no slower alone, faster when busy
         self.arrays: HeadArrays | None = None
         if not self.finetuned:
-            self.arrays = head if isinstance(head, HeadArrays) else HeadArrays.of(head)
+            self.arrays = head if isinstance(head, HeadArrays) else HeadArrays.of(head, content)
         self._extractor: Any = None  # FeatureExtractor, or a fine-tuned network's ONNX twin
         self._prepared = False
         self.radiometry = Radiometry.from_attrs(config)  # the bands and scaling every image is read with
@@ -50,6 +53,17 @@ class Encoder:
     @property
     def finetuned(self) -> bool:
         return bool(self.config.get("finetune"))
+
+    @property
+    def content(self) -> ContentProjection | None:
+        """The content projection of the model's frozen features (None: a fine-tuned or older model has none)."""
+        return None if self.arrays is None else self.arrays.content
+
+    def split(self, outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(u, content vectors or None) of outputs embedded `with_content`."""
+        if outputs.shape[1] == self.bits:
+            return outputs, None
+        return outputs[:, : self.bits], outputs[:, self.bits :].astype(np.float16)
 
     @property
     def layers(self) -> str:
@@ -98,6 +112,10 @@ class Encoder:
         """The network's real-valued outputs F(x) for backbone features (u = tanh(·) for a hash head)."""
         embed: Any = self.arrays.embed if self.arrays is not None else self.head.embed
         return np.asarray(embed(features.astype(np.float32)))
+
+    def content_of(self, features: np.ndarray) -> np.ndarray | None:
+        """Content vectors of backbone features (None: the model has no content projection)."""
+        return None if self.content is None else self.content.apply(features)
 
     def encode_features(self, features: np.ndarray) -> np.ndarray:
         """Packed codes sgn(F(x)) for backbone features."""
@@ -148,9 +166,10 @@ class Encoder:
         self._prepared = True
         return self._extractor
 
-    def stage(self, remote: bool = False) -> Stage:
-        """The network as an engine stage: images → outputs u, chunk by chunk. In this process it is the prepared
-        network; for a `remote` engine a recipe its workers build from (the weights travel with it)."""
+    def stage(self, remote: bool = False, with_content: bool = False) -> Stage:
+        """The network as an engine stage: images → outputs u (followed by the content vector `with_content`),
+        chunk by chunk. In this process it is the prepared network; for a `remote` engine a recipe its workers
+        build from (the weights travel with it)."""
         self._check_layers()
         if self.finetuned:
             from hashidx.methods.finetune import HashNetStage
@@ -164,17 +183,25 @@ class Encoder:
             self.radiometry,
             int(self.config["image_size"]),
             int(self.config["views"]),
-            self.arrays,
+            WithContent(self.arrays) if with_content and self.arrays and self.arrays.content else self.arrays,
             None if remote else self.prepare(),
         )
 
     def embed_images(
-        self, paths: Sequence[Path], batch_size: int = 8, on_error: str = "fail", engine: Engine | None = None
+        self,
+        paths: Sequence[Path],
+        batch_size: int = 8,
+        on_error: str = "fail",
+        engine: Engine | None = None,
+        with_content: bool = False,
     ) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str]]]:
-        """`encode_images` before the sign: real-valued outputs, kept positions, skipped (position, reason).
-        The head runs on each chunk where its features are, so every engine gives the same outputs."""
+        """`encode_images` before the sign: real-valued outputs (followed by content vectors `with_content`, where
+        the model has a projection: `split` parts them), kept positions, skipped (position, reason). The head runs
+        on each chunk where its features are, so every engine gives the same outputs."""
         engine = engine or LocalEngine()
-        state = collect(paths, self.stage(engine.remote), self.bits, engine, batch_size, "encode images", on_error)
+        stage = self.stage(engine.remote, with_content)
+        width = self.bits + (self.content.dims if with_content and self.content is not None else 0)
+        state = collect(paths, stage, width, engine, batch_size, "encode images", on_error)
         return state.features, state.kept, state.skipped
 
     def encode_named(
@@ -205,9 +232,10 @@ class Encoder:
         batch_size: int = 8,
         on_error: str = "fail",
         engine: Engine | None = None,
+        with_content: bool = False,
     ) -> tuple[list[str], np.ndarray, list[tuple[str, str]]]:
-        """`encode_named` before the sign: the real-valued outputs instead of codes."""
-        u, kept, skipped = self.embed_images([p for _, p in items], batch_size, on_error, engine)
+        """`encode_named` before the sign: the real-valued outputs (`embed_images`) instead of codes."""
+        u, kept, skipped = self.embed_images([p for _, p in items], batch_size, on_error, engine, with_content)
         if len(kept) == 0:
             raise HashidxError(f"{source}: none of the images could be read; first: {skipped[0][1]}")
         return [items[i][0] for i in kept], u, [(items[i][0], reason) for i, reason in skipped]
@@ -220,9 +248,10 @@ def load_encoder(path: str | Path, runtime: str = DEFAULT_RUNTIME) -> Encoder:
         recalled = recall(path)
         if recalled is not None:
             return Encoder(*recalled, runtime)
-    from hashidx.methods.checkpoints import load_checkpoint
+    from hashidx.methods.checkpoints import load_model
 
-    encoder = Encoder(*load_checkpoint(path), runtime)
+    head, config, content = load_model(path)
+    encoder = Encoder(head, config, runtime, content)
     if encoder.arrays is not None:
         remember(path, encoder.arrays, encoder.config)
     return encoder

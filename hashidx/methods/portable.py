@@ -18,11 +18,12 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from hashidx.errors import HashidxError
+from hashidx.features.content import ContentProjection
 from hashidx.features.runtime import cache_dir
 from hashidx.io.atomic import atomic_path, sha256_file
 from hashidx.version import __version__
 
-PORTABLE_FORMAT = 1
+PORTABLE_FORMAT = 2  # 2: with the content projection
 # State-dict names of each head kind (methods.head.HashHead, methods.baselines.LinearHash), in the order used.
 KINDS = {
     "hash": ("feature_mean", "feature_std", "hash.0.weight", "hash.0.bias", "hash.3.weight", "hash.3.bias"),
@@ -33,19 +34,20 @@ KINDS = {
 @dataclass(frozen=True)
 class HeadArrays:
     """A hash head's eval-mode forward pass in numpy: standardise → linear → ReLU → linear → tanh for AHCL and the
-    symmetric method, x − mean projected for ITQ and LSH."""
+    symmetric method, x − mean projected for ITQ and LSH; and the model's content projection, where it has one."""
 
     kind: str
     arrays: dict[str, np.ndarray]
+    content: ContentProjection | None = None
 
     @classmethod
-    def of(cls, head: Any) -> HeadArrays:
+    def of(cls, head: Any, content: ContentProjection | None = None) -> HeadArrays:
         """The arrays of a torch head on frozen features (a fine-tuned network has no such head)."""
         state = {name: t.detach().cpu().numpy().astype(np.float32) for name, t in head.state_dict().items()}
         for kind, names in KINDS.items():
             # The class head (classifier.*) trains the codes and takes no part in encoding.
             if set(names) == {n for n in state if not n.startswith("classifier.")}:
-                return cls(kind, {n: state[n] for n in names})
+                return cls(kind, {n: state[n] for n in names}, content)
         raise HashidxError(f"not a head on frozen features (weights {', '.join(list(state)[:4])}, ...)")
 
     @property
@@ -79,6 +81,23 @@ class HeadArrays:
         return out
 
 
+@dataclass(frozen=True)
+class WithContent:
+    """A head whose outputs are u followed by the content vector: one pass over each chunk's features gives both,
+    on whatever engine worker holds them."""
+
+    head: HeadArrays
+
+    @property
+    def out_dim(self) -> int:
+        assert self.head.content is not None
+        return self.head.out_dim + self.head.content.dims
+
+    def embed(self, features: np.ndarray) -> np.ndarray:
+        assert self.head.content is not None
+        return np.hstack([self.head.embed(features), self.head.content.apply(features).astype(np.float32)])
+
+
 def _stored(digest: str) -> Path:
     return cache_dir() / "models" / f"{digest}-{PORTABLE_FORMAT}-{__version__}.npz"
 
@@ -92,16 +111,20 @@ def recall(path: str | Path) -> tuple[HeadArrays, dict[str, Any]] | None:
             config = json.loads(str(npz["config"]))
             kind = str(npz["kind"])
             arrays = {name: np.asarray(npz[f"array:{name}"]) for name in KINDS[kind]}
+            content = ContentProjection.from_arrays(
+                {n[6:]: npz[n] for n in npz.files if n.startswith("array:content.")}
+            )
     except (OSError, ValueError, KeyError):
         return None
-    return HeadArrays(kind, arrays), config
+    return HeadArrays(kind, arrays, content), config
 
 
 def remember(path: str | Path, head: HeadArrays, config: dict[str, Any]) -> None:
     """Store a checkpoint's head arrays and config for `recall` (best effort: a read-only cache costs only speed)."""
     try:
         with atomic_path(_stored(sha256_file(path))) as tmp, open(tmp, "wb") as fh:
-            entries: dict[str, Any] = {f"array:{name}": value for name, value in head.arrays.items()}
+            stored = {**head.arrays, **(head.content.arrays() if head.content is not None else {})}
+            entries: dict[str, Any] = {f"array:{name}": value for name, value in stored.items()}
             entries.update(config=np.asarray(json.dumps(config)), kind=np.asarray(head.kind))
             np.savez(fh, **entries)
     except (OSError, HashidxError):

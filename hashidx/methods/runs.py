@@ -23,6 +23,7 @@ from hashidx.engines.base import Engine
 from hashidx.errors import HashidxError
 from hashidx.features.backbones import DEFAULT_BACKBONE, backbone_spec, weights_label
 from hashidx.features.cache import FeatureCache
+from hashidx.features.content import ContentProjection
 from hashidx.features.extract import DEFAULT_VIEWS, extract_to
 from hashidx.features.runtime import DEFAULT_RUNTIME
 from hashidx.io.atomic import check_room, output_folder, sha256_file, write_json
@@ -245,7 +246,7 @@ def train_run(
         query_idx, db_idx = split.indices(ds)
         save_split(replace(split, image_root=str(Path(ds.root).resolve())), out / "split.json")
         pool = pool_positions(len(db_idx), train_pool, seed)
-        config = replace(config or TrainConfig(), bits=bits, seed=seed)
+        config = replace(config or TrainConfig(), bits=bits, seed=seed).resolved(method, ds.labels.ndim == 2, finetune)
         db_labels, db_paths = ds.labels[db_idx], split.database
         if labels_only is not None:
             extra = read_labels(labels_only)
@@ -337,7 +338,15 @@ def train_run(
                 # The head's share of database encoding; the backbone's share was the feature extraction.
                 codes = Encoder(head, model_config).encode_features(cache.features[db_idx])
             t_db = time.perf_counter() - t1 - t_train
-        save_checkpoint(out / "model.pt", head, model_config)
+        content, db_content = None, None
+        if not finetune and config.content_dims:
+            assert cache is not None
+            # Order inside a code (results.rerank "features"): the pool fits the projection, every database image
+            # with features gets its vector; label-only items have none (zeros: no content preference).
+            content = ContentProjection.fit(cache.features[db_idx[pool]], config.content_dims, seed)
+            db_content = np.zeros((len(db_labels), content.dims), np.float16)
+            db_content[: len(db_idx)] = content.apply(cache.features[db_idx])
+        save_checkpoint(out / "model.pt", head, model_config, content)
         geo = None
         if ds.geo is not None:
             geo = Footprints.concat([ds.geo.subset(db_idx), Footprints.unknown(len(db_labels) - len(db_idx))])
@@ -359,6 +368,7 @@ def train_run(
                 "image_root": str(ds.root.resolve()),
             },
             geo=geo,
+            content=db_content,
         ).save(out / "codes.h5")
         record = {
             "command": sys.argv,

@@ -36,6 +36,7 @@ def train_symmetric(
 ) -> tuple[torch.nn.Module, dict]:
     """Train the head on the pool's features (or a `Network` on its own inputs) and labels; returns the
     trained module and the training log."""
+    config = config.resolved("symmetric", labels.ndim == 2, isinstance(features, Network))
     rng = np.random.default_rng(config.seed)
     net = features if isinstance(features, Network) else frozen_network(features, n_classes, config)
     label_t = label_targets(labels)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from hashidx.errors import HashidxError
+from hashidx.features.content import CONTENT_DIMS
 from hashidx.io.atomic import atomic_path
 from hashidx.io.progress import progress
 from hashidx.methods.head import HashHead
@@ -28,7 +29,7 @@ class TrainConfig:
     epochs: int = 2
     sample_size: int | None = None  # m; None = the whole training pool
     batch_size: int = 64
-    lr: float = 1e-3
+    lr: float | None = None  # None: the method's default (default_lr)
     momentum: float = 0.9
     weight_decay: float = 5e-4
     lr_steps: tuple[int, ...] = (10, 20)
@@ -41,6 +42,9 @@ class TrainConfig:
     # Database codes V start as a random code per item (the authors') or per label set ("label": items sharing
     # their labels start, and outside the sample stay, on one code).
     code_init: str = "random"
+    # Length of each database item's content vector (features.content), which orders the items of one code
+    # under --rerank features; 0 stores none. Not a training setting: the codes do not depend on it.
+    content_dims: int = CONTENT_DIMS
     hidden: int = 1024
     dropout: float = 0.5
     seed: int = 0
@@ -52,9 +56,31 @@ class TrainConfig:
             raise ValueError(f"multilabel_loss {self.multilabel_loss!r}: use softmax or bce")
         if self.code_init not in ("random", "label"):
             raise ValueError(f"code_init {self.code_init!r}: use random or label")
+        if self.content_dims < 0:
+            raise HashidxError(f"--content-dims {self.content_dims}: use 0 (none) or a positive length")
 
     def to_json(self) -> dict:
         return {**asdict(self), "lr_steps": list(self.lr_steps)}
+
+    def resolved(self, method: str, multilabel: bool, finetune: bool = False) -> TrainConfig:
+        """This config with its learning rate filled in where it was left to the method."""
+        return self if self.lr is not None else replace(self, lr=default_lr(method, self.bits, multilabel, finetune))
+
+
+AUTHORS_LR = 1e-3
+# The symmetric method's pairwise targets are its own outputs, so a step that aligns them aligns its targets too: at
+# the authors' 1e-3 its codes collapsed to 2-4 on multi-label UC Merced at 32 and 64 bits, where most pairs share a
+# label, and half collapsed at 16 bits on two seeds of three. The pairwise term grows with the square of the code
+# length, and so did the rate each length needed: chosen per length on validation splits carved from the database
+# (docs/choices-measured.md), on frozen features. Other lengths follow 1e-4·(32/bits)². Single-label data keep 1e-3.
+SYMMETRIC_MULTILABEL_LR = {16: 3e-4, 32: 1e-4, 64: 3e-5}
+
+
+def default_lr(method: str, bits: int, multilabel: bool, finetune: bool = False) -> float:
+    """The learning rate a method trains with unless one is given."""
+    if method == "symmetric" and multilabel and not finetune:
+        return SYMMETRIC_MULTILABEL_LR.get(bits, min(AUTHORS_LR, 1e-4 * (32 / bits) ** 2))
+    return AUTHORS_LR
 
 
 @dataclass
@@ -251,7 +277,8 @@ class Network:
 
 def sgd(module: torch.nn.Module, config: TrainConfig):
     """The authors' optimiser and step schedule."""
-    opt = torch.optim.SGD(module.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    lr = AUTHORS_LR if config.lr is None else config.lr
+    opt = torch.optim.SGD(module.parameters(), lr=lr, momentum=config.momentum, weight_decay=config.weight_decay)
     return opt, torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(config.lr_steps), gamma=0.1)
 
 

@@ -38,10 +38,19 @@ class Examples:
     negative: np.ndarray  # (n x bits) float, maybe 0 rows
     exclude: set[int] = field(default_factory=set)
     file: Path | None = None  # the first positive's image, for galleries
+    # Content vectors of the positives then the negatives (features.content), where every example has one.
+    content: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if len(self.positive) == 0:
             raise HashidxError(f"query {self.name!r}: give at least one positive example")
+
+    def content_target(self) -> np.ndarray | None:
+        """The positives' mean content vector, unit length (1 x dims), for `--rerank features`."""
+        if self.content is None:
+            return None
+        mean = self.content[: len(self.positive)].astype(np.float32).mean(axis=0)
+        return (mean / max(float(np.linalg.norm(mean)), 1e-12))[None, :].astype(np.float16)
 
     def target(self) -> np.ndarray:
         """q = mean(u+) − mean(u−): the u-space form of the examples (1 x bits)."""
@@ -63,6 +72,14 @@ def indexed_examples(searcher: Searcher, ids: Iterable[int]) -> np.ndarray:
     return unpack(table.codes[where], searcher.bits).astype(np.float32)
 
 
+def indexed_content(searcher: Searcher, ids: Iterable[int]) -> np.ndarray | None:
+    """Indexed items' content vectors (ids checked by `indexed_examples`), or None where the index holds none."""
+    if not searcher.has_content:
+        return None
+    table = searcher.content_table()
+    return table.codes[positions(table.ids, np.asarray(list(ids), dtype=np.int64))[0]]
+
+
 def search_examples(
     searcher: Searcher,
     examples: Examples,
@@ -76,11 +93,11 @@ def search_examples(
     if rule not in RULES:
         raise HashidxError(f"--rule {rule}: choose one of {', '.join(RULES)}")
     q = examples.target()
-    qs = QuerySet([examples.name], pack(sign(q)), [], [examples.file], [None], q, "examples")
+    qs = QuerySet([examples.name], pack(sign(q)), [], [examples.file], [None], q, "examples", examples.content_target())
     room = min(k + len(examples.exclude), searcher.index.ntotal)
     rows = np.concatenate([examples.positive, examples.negative]).astype(np.float32)
-    # ±1 codes re-rank an example's own list to its Hamming order: nothing to gain
-    own_rerank = "none" if np.isin(rows, (-1.0, 1.0)).all() else rerank
+    # ±1 codes re-rank an example's own list to its Hamming order: nothing to gain, but content can order ties
+    own_rerank = "none" if np.isin(rows, (-1.0, 1.0)).all() and rerank != "features" else rerank
     if len(rows) == 1:  # both rules are the example's own list
         return left_out(searcher.search(qs, room, own_rerank, period), examples.exclude, k)
     if rule == "mean":
@@ -98,7 +115,9 @@ def _fused(
     period: Period | None = None,
 ) -> Results:
     n = len(rows)
-    each = QuerySet([str(i) for i in range(n)], pack(sign(rows)), [], [None] * n, [None] * n, rows, "examples")
+    each = QuerySet(
+        [str(i) for i in range(n)], pack(sign(rows)), [], [None] * n, [None] * n, rows, "examples", examples.content
+    )
     depth = min(max(FUSION_DEPTH, k + len(examples.exclude)), searcher.index.ntotal)
     lists = searcher.search(each, depth, rerank, period).ids
     score: dict[int, float] = {}
@@ -131,12 +150,20 @@ def left_out(results: Results, ids: set[int], k: int) -> Results:
 def examples_of(
     searcher: Searcher, name: str, positive: list[str], negative: list[str], folder: Path, batch_size: int = 8
 ) -> Examples:
-    """One query's examples as the index sees them: an id's code, an image's u through the model."""
+    """One query's examples as the index sees them: an id's code (and stored content vector), an image's u (and
+    content vector) through the model."""
+    dims = searcher.encoder.content.dims if searcher.encoder and searcher.encoder.content else 0
 
-    def vectors(examples: list[str]) -> np.ndarray:
+    def vectors(examples: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
         rows = np.empty((len(examples), searcher.bits), np.float32)
+        content: np.ndarray | None = np.zeros((len(examples), dims), np.float16) if dims else None
         ids = [j for j, e in enumerate(examples) if e.isdigit()]
         rows[ids] = indexed_examples(searcher, [int(examples[j]) for j in ids])
+        stored = indexed_content(searcher, [int(examples[j]) for j in ids]) if content is not None else None
+        if content is not None and (stored is None or stored.shape[1] != dims):
+            content = None
+        if content is not None and stored is not None:
+            content[ids] = stored
         images = [j for j, e in enumerate(examples) if not e.isdigit()]
         if images:
             qs = searcher.encode_images(
@@ -146,16 +173,20 @@ def examples_of(
                 raise HashidxError(f"query {name!r}: an image example must be one image or chip, not a scene")
             assert qs.real is not None
             rows[images] = qs.real
-        return rows
+            if content is not None and qs.content is not None:
+                content[images] = qs.content
+        return rows, content
 
     exclude = {int(e) for e in negative if e.isdigit()}
     first = positive[0]
+    (pos, pos_content), (neg, neg_content) = vectors(positive), vectors(negative)
     return Examples(
         name,
-        vectors(positive),
-        vectors(negative),
+        pos,
+        neg,
         exclude,
         None if first.isdigit() else (folder / first).resolve(),
+        None if pos_content is None or neg_content is None else np.concatenate([pos_content, neg_content]),
     )
 
 

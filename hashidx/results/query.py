@@ -13,8 +13,17 @@ from typing import Any
 import h5py
 import numpy as np
 
-from hashidx.codes.binary import pack, sign
-from hashidx.codes.codefile import CodeFile, CodeTable, Item, count_rows, items_by_id, read_ids_codes, read_ids_times
+from hashidx.codes.binary import pack, sign, unpack
+from hashidx.codes.codefile import (
+    CodeFile,
+    CodeTable,
+    Item,
+    count_rows,
+    items_by_id,
+    read_ids_codes,
+    read_ids_content,
+    read_ids_times,
+)
 from hashidx.data.chips import Tiling
 from hashidx.data.labels import label_names
 from hashidx.engines.base import Engine
@@ -125,6 +134,7 @@ class QuerySet:
     labels: list[str | None]
     real: np.ndarray | None = None  # the network's outputs u (q x bits), where the queries passed it
     source: str = "queries"  # where they came from, for messages
+    content: np.ndarray | None = None  # content vectors (q x dims), where the model has a projection
 
     @classmethod
     def concat(cls, blocks: list[QuerySet]) -> QuerySet:
@@ -132,6 +142,7 @@ class QuerySet:
         if len(blocks) == 1:
             return blocks[0]
         real = None if blocks[0].real is None else np.concatenate([b.real for b in blocks])
+        content = None if blocks[0].content is None else np.concatenate([b.content for b in blocks])
         return cls(
             [n for b in blocks for n in b.names],
             np.concatenate([b.codes for b in blocks]),
@@ -140,6 +151,7 @@ class QuerySet:
             [x for b in blocks for x in b.labels],
             real,
             blocks[0].source,
+            content,
         )
 
 
@@ -187,6 +199,7 @@ class Searcher:
         self.allow_model_mismatch = allow_model_mismatch
         self.encoder: Any = None
         self._table: CodeTable | None = None
+        self._content: CodeTable | None = None
         self._held: dict[int, Item] | None = None
         self._times: list[tuple[np.ndarray, tuple[str, ...]]] | None = None  # (ids, times) per codes file
         if model_path is not None:
@@ -244,6 +257,21 @@ class Searcher:
             self._table = _code_table(self.index_path, self.sidecar)
         return self._table
 
+    def content_table(self) -> CodeTable:
+        """Every indexed item's content vector by id, read once: what `--rerank features` orders ties by."""
+        if self._content is None:
+            self._content = _content_table(self.index_path, self.sidecar)
+        return self._content
+
+    @property
+    def has_content(self) -> bool:
+        """Whether every codes file of the index holds content vectors."""
+        try:
+            self.content_table()
+        except HashidxError:
+            return False
+        return True
+
     def encode(self, query_file: str | Path, batch_size: int = 8, on_error: str = "fail") -> QuerySet:
         """Queries from an image list or feature cache (encoded by the model) or a codes file; on_error="skip"
         leaves unreadable query images out.
@@ -300,6 +328,7 @@ class Searcher:
             [Path(root) / p if root else None for p in cf.paths],
             label_names(cf.labels, json.loads(cf.attrs.get("classes", "[]"))),
             source=str(query_file),
+            content=cf.content,
         )
 
     def _features_block(self, query_file: Path, rows: slice) -> QuerySet:
@@ -317,6 +346,7 @@ class Searcher:
             label_names(ds.labels, ds.classes),
             u,
             str(query_file),
+            self.encoder.content_of(cache.features),
         )
 
     def encode_images(
@@ -341,7 +371,10 @@ class Searcher:
             self.scale,
         )
         items, self.encoder.radiometry = inputs.items, inputs.radiometry
-        names, u, skipped = self.encoder.embed_named(items, source, batch_size, on_error, self.engine)
+        names, outputs, skipped = self.encoder.embed_named(
+            items, source, batch_size, on_error, self.engine, with_content=True
+        )
+        u, content = self.encoder.split(outputs)
         files = dict(items)
         classes = set(self.encoder.config.get("classes", []))
         return QuerySet(
@@ -352,26 +385,44 @@ class Searcher:
             [files[n].parent.name if files[n].parent.name in classes else None for n in names],
             u,
             str(source),
+            content,
         )
 
     def _mode(self, qs: QuerySet, rerank: str | int | None) -> str | int:
+        if qs.real is None and rerank == "features" and qs.content is not None:
+            return "features"  # codes with content vectors (a run's codes.h5): Hamming order, then content
         if qs.real is None and rerank not in (None, "none"):
             raise HashidxError(
                 f"{qs.source}: --rerank needs the queries' network outputs; codes queries have none "
                 "(query with images or a feature cache, or use --rerank none)"
             )
-        return "none" if qs.real is None else parse_rerank(DEFAULT_RERANK if rerank is None else rerank)
+        mode = "none" if qs.real is None else parse_rerank(DEFAULT_RERANK if rerank is None else rerank)
+        if mode == "features" and qs.content is None:
+            raise HashidxError(
+                f"{qs.source}: --rerank features orders by the model's content vectors, and this model has none "
+                "(a fine-tuned model, or one trained before them): retrain it, or use --rerank ties or a K′"
+            )
+        return mode
 
     def rank(
         self, codes: np.ndarray, real: np.ndarray | None, k: int, mode: str | int, allowed: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """One block of queries against the whole index (or its `allowed` ids): (distances, ids, scores or None),
-        re-ranked by uᵀv unless `mode` is none."""
+        re-ranked by uᵀv unless `mode` is none. Under "features" `real` holds each query's u followed by its
+        content vector."""
         if mode == "none":
             return (*idx.search(self.index, codes, k, allowed=allowed), None)
         assert real is not None
         dist, ids = idx.search(self.index, codes, candidates_for(k, mode), whole_shell=True, allowed=allowed)
-        return rerank_candidates(dist, ids, self.code_table().lookup(ids), real, k, mode)
+        return self._reranked(dist, ids, self.code_table().lookup(ids), real, k, mode)
+
+    def _reranked(
+        self, dist: np.ndarray, ids: np.ndarray, codes: np.ndarray, real: np.ndarray, k: int, mode: str | int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if mode != "features":
+            return rerank_candidates(dist, ids, codes, real, k, mode)
+        u, query_content = real[:, : self.bits], real[:, self.bits :]
+        return rerank_candidates(dist, ids, codes, u, k, mode, query_content, self.content_table().lookup(ids))
 
     def search(
         self, qs: QuerySet, k: int = 20, rerank: str | int | None = None, period: Period | None = None
@@ -414,8 +465,15 @@ class Searcher:
                 mode = self._mode(qs, rerank)
                 starts = range(0, len(qs.codes), QUERY_BATCH)
                 pending.append((qs, mode, len(starts)))
+                # Under "features" each query's content vector travels after its u, through any engine's stages.
+                outputs = qs.real
+                if mode == "features":
+                    assert qs.content is not None  # _mode refuses queries without them
+                    # A code's ±1 row stands in for u where there is none: uᵀv = bits − 2·distance keeps Hamming order.
+                    u = unpack(qs.codes, self.bits).astype(np.float32) if qs.real is None else qs.real
+                    outputs = np.hstack([u, qs.content.astype(np.float32)])
                 for lo in starts:
-                    real = None if mode == "none" or qs.real is None else qs.real[lo : lo + QUERY_BATCH]
+                    real = None if mode == "none" or outputs is None else outputs[lo : lo + QUERY_BATCH]
                     yield qs.codes[lo : lo + QUERY_BATCH], real, k, mode, allowed
 
         done: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []
@@ -449,7 +507,7 @@ class Searcher:
                 continue
             dist, ids, codes = merge(parts, candidates_for(k, mode), self.sidecar["count"], whole_shell=True)
             assert real is not None  # a re-ranking search has the queries' outputs
-            yield rerank_candidates(dist, ids, codes, real, k, mode)
+            yield self._reranked(dist, ids, codes, real, k, mode)
 
     def _results(self, qs: QuerySet, ranked: list, mode: str | int) -> Results:
         if ranked:
@@ -588,6 +646,20 @@ def run_query(
 def _code_table(index_path: str | Path, sidecar: dict) -> CodeTable:
     """Every indexed item's packed code by id: what re-ranking reads candidates' codes from."""
     return CodeTable.of(read_ids_codes(p) for p in idx.code_files_of(index_path, sidecar))
+
+
+def _content_table(index_path: str | Path, sidecar: dict) -> CodeTable:
+    """Every indexed item's content vector by id; refused when a codes file of the index holds none."""
+    parts = []
+    for path in idx.code_files_of(index_path, sidecar):
+        part = read_ids_content(path)
+        if part is None:
+            raise HashidxError(
+                f"{path}: holds no content vectors for --rerank features (written before they were, or by a "
+                "model without them); retrain and rebuild the index, or use --rerank ties or a K′"
+            )
+        parts.append(part)
+    return CodeTable.of(parts)
 
 
 def _items_by_id(index_path: str | Path, sidecar: dict, ids: np.ndarray) -> dict[int, Item]:

@@ -201,7 +201,7 @@ def create_app(archive: Archive, settings: ServeSettings) -> FastAPI:
     async def search_image(
         request: Request,
         k: Annotated[int, Query(ge=1, le=1000)] = 20,
-        rerank: Annotated[str | None, Query(pattern=r"^(none|ties|\d{1,6})$")] = None,
+        rerank: Annotated[str | None, Query(pattern=r"^(none|ties|features|\d{1,6})$")] = None,
         tile: Annotated[str | None, Query(pattern=r"^\d{1,5}(:\d{1,5})?$")] = None,
         since: SinceParam = None,
         until: UntilParam = None,

@@ -25,7 +25,7 @@ from hashidx.errors import HashidxError
 from hashidx.features.runtime import DEFAULT_RUNTIME
 from hashidx.feedback.marks import Mark, Marks
 from hashidx.feedback.workspace import Workspace
-from hashidx.results.examples import Examples, indexed_examples, search_examples
+from hashidx.results.examples import Examples, indexed_content, indexed_examples, search_examples
 from hashidx.results.gallery import thumbnail_bytes
 from hashidx.results.period import Period
 from hashidx.results.query import Results, Searcher
@@ -174,6 +174,7 @@ class Archive:
                 "concepts": list(self.workspace.marks.concepts),
             },
             "with_footprints": int(sum(len(ids) for ids, _ in self._by_crs.values())),
+            "order_within_code": "content" if self.order_within_code(self.searcher) else "id",
             "scenes": len(self.scenes),
         }
 
@@ -218,8 +219,10 @@ class Archive:
             self._example_vectors(searcher, negative),
             exclude,
             self.items[positive[0]].file,
+            indexed_content(searcher, [*positive, *negative]),
         )
-        return search_examples(searcher, examples, min(k, len(self.ids)), period=period)
+        order = self.order_within_code(searcher, examples.content is not None)
+        return search_examples(searcher, examples, min(k, len(self.ids)), rerank=order, period=period)
 
     def _example_vectors(self, searcher: Searcher, ids: list[int]) -> np.ndarray:
         rows = indexed_examples(searcher, ids)
@@ -336,7 +339,12 @@ class Archive:
                 finally:
                     searcher.encoder.radiometry, searcher.scale = model_radiometry, None
             qs.files = [None] * len(qs.names)  # the temporary file is gone with the request
-            return searcher.search(qs, k, rerank, period)
+            return searcher.search(qs, k, rerank or self.order_within_code(searcher, qs.content is not None), period)
+
+    def order_within_code(self, searcher: Searcher, query_content: bool = True) -> str | None:
+        """What a search re-ranks by when the request does not say: items of one code by their content vectors where
+        the index and the query hold them ("more like this one", not the class in id order), else the default."""
+        return "features" if query_content and searcher.has_content else None
 
     # --- pictures ---------------------------------------------------------------------------------------------
 

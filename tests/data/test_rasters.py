@@ -70,6 +70,31 @@ def test_all_13_bands_and_band_names(eurosat_files, tmp_path):
         fit_radiometry([named], "B99")
 
 
+def test_a_multispectral_dataset_defaults_to_the_measured_false_colour(eurosat_files, tmp_path):
+    """Without --bands, 13 Sentinel-2 bands are read as near-infrared, red, green (8,4,3), recorded and said once;
+    a file whose band names say which bands those are gets them by name; a 4-band file of unnamed bands (NAIP) is
+    still refused where it is read."""
+    radiometry, notes = fit_radiometry(eurosat_files[:5])
+    assert radiometry.bands == (8, 4, 3) and len(radiometry.scale) == 3 and radiometry.how.startswith("percentiles")
+    assert (
+        len(notes) == 1 and "13-band raster read as false colour: near-infrared, red, green = bands 8,4,3" in notes[0]
+    )
+    assert "--bands 4,3,2" in notes[0]
+    assert load_image(eurosat_files[0], 32, radiometry).shape == (32, 32, 3)
+    named = tmp_path / "named.tif"
+    with rasterio.open(eurosat_files[0]) as src:
+        profile, data = src.profile, src.read([2, 3, 4, 8, 12])
+    with rasterio.open(named, "w", **{**profile, "count": 5}) as dst:
+        dst.write(data)
+        for i, name in enumerate(["blue", "green", "red", "nir", "swir16"]):
+            dst.set_band_description(i + 1, name)
+    radiometry, notes = fit_radiometry([named])
+    assert radiometry.bands == (4, 3, 2) and "(by the bands' names)" in notes[0]
+    assert fit_radiometry([named], "3,2,1")[0].bands == (3, 2, 1)  # --bands still chooses
+    with pytest.raises(HashidxError, match=r"naip_2009.tif: 4-band raster \(gray, undefined x3\); choose"):
+        load_image(SCENES / "naip_2009.tif", 64, fit_radiometry([SCENES / "naip_2009.tif"])[0])
+
+
 def test_explicit_scale_and_recorded_attrs_round_trip(eurosat_files):
     radiometry, _ = fit_radiometry(eurosat_files[:3], "4,3,2", "0:3000")
     assert radiometry.scale == ((0.0, 3000.0),) * 3 and radiometry.how == "given (--scale)"

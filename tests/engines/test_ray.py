@@ -107,10 +107,11 @@ def test_add_and_query_on_ray_write_the_local_files(runtime, run_dir, ucmd_slice
     assert (tmp_path / "ray" / "db.index.tsv").read_bytes() == (tmp_path / "local" / "db.index.tsv").read_bytes()
 
 
-@pytest.mark.parametrize("rerank", ["none", "400"])
+@pytest.mark.parametrize("rerank", ["none", "400", "features"])
 def test_replicated_and_sharded_search_write_the_local_results(runtime, run_dir, ucmd_features, tmp_path, rerank):
-    """A codes query file (no re-ranking) or a feature cache (re-ranked by uᵀv over a tie shell) against a flat
-    index: replicas and shards, on Ray or here, give the local search's file byte for byte."""
+    """A codes query file (no re-ranking) or a feature cache (re-ranked by uᵀv over a tie shell, and by content
+    vectors inside a code) against a flat index: replicas and shards, on Ray or here, give the local search's file
+    byte for byte."""
     index = tmp_path / "db.index"
     invoke("build-index", str(run_dir / "codes.h5"), "-o", str(index))
     source = run_dir / "codes.h5" if rerank == "none" else ucmd_features

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from hashidx.cli import main
 from hashidx.feedback.learn import LearnSettings, archive_features, learn_run
 from hashidx.feedback.marks import Mark, Marks, write_marks
-from hashidx.results.examples import Examples, indexed_examples, search_examples
+from hashidx.results.examples import Examples, indexed_content, indexed_examples, search_examples
 from hashidx.results.query import Searcher
 
 pytestmark = pytest.mark.realdata
@@ -34,6 +34,7 @@ def test_same_marks_and_seed_give_the_same_codes_and_a_searchable_folder(itq_ind
     learn_run(itq_index, tmp_path / "marks.tsv", tmp_path / "b", settings=settings)
     with h5py.File(tmp_path / "a" / "codes.h5") as fa, h5py.File(tmp_path / "b" / "codes.h5") as fb:
         assert np.array_equal(fa["codes"][:], fb["codes"][:]) and np.array_equal(fa["ids"][:], fb["ids"][:])
+        assert fa["content"].shape == (80, 32) and np.array_equal(fa["content"][:], fb["content"][:])
     assert first["items"] == 80 and first["concepts"] == ["airplane"] and first["marks"] == len(marks)
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [
         "codes.h5", "index.faiss", "index.faiss.json", "learn.json", "marks.tsv", "model.pt"]  # fmt: skip
@@ -48,6 +49,10 @@ def test_same_marks_and_seed_give_the_same_codes_and_a_searchable_folder(itq_ind
     got = [res.labels.get(i) for i in res.ids[0].tolist()]
     assert not set(res.ids[0].tolist()) & set(neg)
     assert got.count("airplane") >= 10, got  # 16 airplanes of 80 items: chance gives 4 of 20
+    # Ordered inside codes by content vectors as well: the same items' multiset at each distance.
+    ex.content = np.concatenate([indexed_content(searcher, pos), indexed_content(searcher, neg)])
+    ordered = search_examples(searcher, ex, k=20, rerank="features")
+    assert not set(ordered.ids[0].tolist()) & set(neg) and len(ordered.ids[0]) == 20
 
 
 def test_an_interrupted_learn_leaves_no_folder_and_the_base_whole(itq_index, tmp_path, monkeypatch):

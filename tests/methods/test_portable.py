@@ -60,8 +60,11 @@ def test_a_checkpoint_is_remembered_by_its_bytes(runs, cache, tmp_path):
     arrays, config = recalled
     assert config == first.config
     assert all(np.array_equal(arrays.arrays[k], v) for k, v in first.arrays.arrays.items())
+    # The content projection travels with the head: a cold process orders by content as a torch one does.
+    assert first.content is not None and arrays.content is not None
+    assert np.array_equal(arrays.content.components, first.content.components)
     second = load_encoder(model)
-    assert isinstance(second.head, HeadArrays)
+    assert isinstance(second.head, HeadArrays) and second.content is not None
     # Other bytes are another checkpoint, even under the same name.
     other = tmp_path / "model.pt"
     other.write_bytes(model.read_bytes() + b"\0")

@@ -14,7 +14,7 @@ from hashidx.errors import HashidxError
 from hashidx.evaluation.metrics import asymmetric_scores
 from hashidx.features.cache import FeatureCache
 from hashidx.index.indexes import build, build_file, search
-from hashidx.methods.checkpoints import load_checkpoint
+from hashidx.methods.checkpoints import load_checkpoint, load_model, save_checkpoint
 from hashidx.methods.encoder import Encoder
 from hashidx.methods.runs import train_run
 from hashidx.results.query import run_query, write_results
@@ -112,6 +112,53 @@ def test_feature_queries_are_reranked_by_the_asymmetric_score(indexed, ucmd_feat
         assert (res.ids == want).all() and res.rerank == mode
         np.testing.assert_allclose(res.scores, np.take_along_axis(scores, want, 1), atol=1e-5)
         assert (res.distances == np.take_along_axis(dist, want, 1)).all()  # the distance column stays Hamming
+
+
+def test_features_rerank_orders_each_code_by_content(indexed, ucmd_features):
+    """--rerank features: the K′ (400) nearest by uᵀv, and items of one code (equal uᵀv) by the cosine of their
+    content vectors, which the run stored for every database image; the class order stays that of uᵀv."""
+    head, config, content = load_model(indexed / "run" / "model.pt")
+    assert content is not None
+    cache = FeatureCache.load(ucmd_features)
+    encoder = Encoder(head, config, content=content)
+    u, qc = encoder.embed_features(cache.features), encoder.content_of(cache.features)
+    db = CodeFile.load(indexed / "run" / "codes.h5")
+    assert db.content is not None and db.content.shape == (len(db.ids), content.dims)
+    scores = asymmetric_scores(u, db.codes)
+    sim = qc.astype(np.float32) @ db.content.astype(np.float32).T
+    ids = np.broadcast_to(np.arange(len(db.ids)), scores.shape)
+    want = np.lexsort((ids, -sim, -scores), axis=1)[:, :5]  # 80 items: all within K′
+    res = run_query(indexed / "db.faiss", ucmd_features, indexed / "run" / "model.pt", k=5, rerank="features")
+    assert (res.ids == want).all() and res.rerank == "features"
+    np.testing.assert_allclose(res.scores, np.take_along_axis(scores, want, 1), atol=1e-5)
+    # A database image asked as a query now comes first among the items of its code, not at its id's place.
+    ties = run_query(indexed / "db.faiss", ucmd_features, indexed / "run" / "model.pt", k=5, rerank=400)
+    own = np.asarray([db.paths.index(q) if q in db.paths else -1 for q in res.queries])
+    mine = own >= 0
+    assert (res.ids[mine, 0] == own[mine]).mean() > max(0.8, (ties.ids[mine, 0] == own[mine]).mean())
+
+
+def test_features_rerank_needs_content_vectors(indexed, ucmd_features, tmp_path):
+    """An index whose codes file holds no content vectors (written before them) refuses --rerank features in one
+    line that names the file; so does a model without a projection."""
+    db = CodeFile.load(indexed / "run" / "codes.h5")
+    db.content = None
+    db.save(tmp_path / "codes.h5")
+    build_file(tmp_path / "codes.h5", tmp_path / "old.faiss")
+    model = indexed / "run" / "model.pt"
+    with pytest.raises(HashidxError, match=r"codes.h5: holds no content vectors for --rerank features"):
+        run_query(tmp_path / "old.faiss", ucmd_features, model, k=3, rerank="features", allow_model_mismatch=True)
+    head, config, _ = load_model(model)
+    save_checkpoint(tmp_path / "model.pt", head, config)
+    with pytest.raises(HashidxError, match="this model has none"):
+        run_query(
+            indexed / "db.faiss",
+            ucmd_features,
+            tmp_path / "model.pt",
+            k=3,
+            rerank="features",
+            allow_model_mismatch=True,
+        )
 
 
 def test_a_codes_query_cannot_be_reranked(indexed):

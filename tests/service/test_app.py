@@ -52,17 +52,23 @@ def test_info_items_and_scenes(client):
 
 
 def test_search_by_item_is_the_cli_query_of_its_code(client, archive_files, hashidx_cli, tmp_path):
-    """One item's code as a codes query file through `hashidx query`: the same ids, distances and order."""
+    """One item's code (and content vector) as a codes query file through `hashidx query --rerank features`: the
+    same ids, distances and order; the service orders a code's items by content, so the item itself comes first."""
     from hashidx.codes.codefile import CodeFile
 
     db = CodeFile.load(archive_files / "run" / "codes.h5")
+    assert db.content is not None and client.get("/info").json()["order_within_code"] == "content"
     row = 7
     CodeFile(db.codes[row : row + 1], db.ids[row : row + 1], db.paths[row : row + 1], db.labels[row : row + 1],
-             db.bits, db.method, db.attrs).save(tmp_path / "one.h5")  # fmt: skip
-    hashidx_cli("query", archive_files / "db.faiss", tmp_path / "one.h5", "-k", "15", "-o", tmp_path / "r.tsv")
+             db.bits, db.method, db.attrs, content=db.content[row : row + 1]).save(tmp_path / "one.h5")  # fmt: skip
+    hashidx_cli("query", archive_files / "db.faiss", tmp_path / "one.h5", "-k", "15", "--rerank", "features",
+                "-o", tmp_path / "r.tsv")  # fmt: skip
     answer = client.post("/search/items", json={"positive": [int(db.ids[row])], "k": 15}).json()
     got = [(h["id"], h["distance"]) for h in answer["queries"][0]["results"]]
-    assert got == [(i, d) for i, d, _ in _tsv(tmp_path / "r.tsv")]
+    assert got == [(i, d) for i, d, _ in _tsv(tmp_path / "r.tsv")] and got[0] == (int(db.ids[row]), 0)
+    hashidx_cli("query", archive_files / "db.faiss", tmp_path / "one.h5", "-k", "15", "-o", tmp_path / "plain.tsv")
+    plain = [(i, d) for i, d, _ in _tsv(tmp_path / "plain.tsv")]
+    assert sorted(d for _, d in plain) == sorted(d for _, d in got)  # the same distances, another order inside
 
 
 def test_negatives_never_come_back(client):
@@ -79,7 +85,7 @@ def test_search_by_uploaded_image_is_the_cli_query_of_that_file(
     image = sorted((ucmd_slice / "harbor").iterdir())[-1]
     (tmp_path / "q.txt").write_text(f"{image}\n")
     hashidx_cli("query", archive_files / "db.faiss", tmp_path / "q.txt", "--model", archive_files / "run" / "model.pt",
-            "-k", "12", "-o", tmp_path / "r.tsv")  # fmt: skip
+            "-k", "12", "--rerank", "features", "-o", tmp_path / "r.tsv")  # fmt: skip
     want = _tsv(tmp_path / "r.tsv")
     raw = client.post("/search/image", params={"k": 12}, content=image.read_bytes()).json()
     form = client.post("/search/image", params={"k": 12}, files={"file": ("x.jpg", image.read_bytes())}).json()
@@ -94,7 +100,7 @@ def test_a_point_finds_the_chip_under_it(client, archive):
     answer = client.get("/search/point", params={"lon": chip["lon"], "lat": chip["lat"], "k": 5}).json()
     assert answer["item"]["id"] == chip["id"]
     hits = answer["queries"][0]["results"]
-    assert hits[0]["distance"] == 0  # its own code first (chips that share it come by id)
+    assert hits[0]["distance"] == 0 and hits[0]["id"] == chip["id"]  # itself first: its code, then its content
     miss = client.get("/search/point", params={"lon": 0.0, "lat": 0.0})
     assert miss.status_code == 404 and "no indexed chip covers this point" in miss.json()["error"]
 
