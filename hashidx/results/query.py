@@ -200,6 +200,7 @@ class Searcher:
         self.encoder: Any = None
         self._table: CodeTable | None = None
         self._content: CodeTable | None = None
+        self._has_content: bool | None = None
         self._held: dict[int, Item] | None = None
         self._times: list[tuple[np.ndarray, tuple[str, ...]]] | None = None  # (ids, times) per codes file
         if model_path is not None:
@@ -249,6 +250,7 @@ class Searcher:
         if self.encoder is not None:
             self.encoder.prepare()
             self.code_table()
+            self.has_content  # noqa: B018  # the content vectors too, where the index has them
         return self
 
     def code_table(self) -> CodeTable:
@@ -265,12 +267,14 @@ class Searcher:
 
     @property
     def has_content(self) -> bool:
-        """Whether every codes file of the index holds content vectors."""
-        try:
-            self.content_table()
-        except HashidxError:
-            return False
-        return True
+        """Whether every codes file of the index holds content vectors (found out once)."""
+        if self._has_content is None:
+            try:
+                self.content_table()
+                self._has_content = True
+            except HashidxError:
+                self._has_content = False
+        return self._has_content
 
     def encode(self, query_file: str | Path, batch_size: int = 8, on_error: str = "fail") -> QuerySet:
         """Queries from an image list or feature cache (encoded by the model) or a codes file; on_error="skip"
