@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -152,10 +153,15 @@ def test_shards_the_cluster_cannot_place_are_refused_at_once(runtime):
     from hashidx.engines.ray_engine import _check_placeable
     from hashidx.errors import HashidxError
 
-    free = ray.available_resources().get("CPU", 0.0)
-    _check_placeable(ray, 2, {"num_cpus": free / 2}, "--shards")  # what fits passes
+    # The previous test's actors may still be giving their CPUs back: wait until all are free, so that the two
+    # checks below read the same number.
+    total = ray.cluster_resources().get("CPU", 0.0)
+    deadline = time.monotonic() + 30
+    while ray.available_resources().get("CPU", 0.0) < total - 1e-9 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    _check_placeable(ray, 2, {"num_cpus": total / 2}, "--shards")  # what fits passes
     with pytest.raises(HashidxError, match=r"^--shards: 3 worker\(s\) need [\d.]+ CPU\(s\) of Ray but [\d.]+ are free"):
-        _check_placeable(ray, 3, {"num_cpus": free / 2}, "--shards")
+        _check_placeable(ray, 3, {"num_cpus": total / 2}, "--shards")
 
 
 def test_parquet_holds_the_tsv_rows(run_dir, tmp_path):
