@@ -235,10 +235,12 @@ def recorded_default(path: Path) -> tuple[tuple[int, ...], str | None]:
     file, _ = split_chip(path)
     try:
         with open_raster(file) as src:
-            composite = (
-                false_colour(src) if src.count > 4 or (src.count == 4 and src.colorinterp[3].name != "alpha") else None
-            )
             count = src.count
+            try:
+                default_bands(src, file)
+                return (), None  # an RGB(A) or grey file
+            except HashidxError:
+                composite = false_colour(src)
     except HashidxError:
         return (), None
     if composite is None:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hashidx.codes.binary import hamming, unpack
-from hashidx.results.rerank import DEFAULT_RERANK
+from hashidx.results.rerank import k_prime
 
 P_AT_K_CUTOFFS = (1, 5, 10, 20, 50, 100, 200, 500, 1000)
 # Queries ranked at a time: bounds memory at a few (chunk x n) arrays whatever the query count.
@@ -259,8 +259,10 @@ def ranking_keys(
         return [dist]
     if rerank == "ties":
         return [dist, -scores]
-    k_prime = min(DEFAULT_RERANK if rerank == "features" else int(rerank), dist.shape[1])
-    radius = np.partition(dist, k_prime - 1, axis=1)[:, k_prime - 1 : k_prime]
+    depth = k_prime(rerank)
+    assert depth is not None  # none and ties returned above
+    depth = min(depth, dist.shape[1])
+    radius = np.partition(dist, depth - 1, axis=1)[:, depth - 1 : depth]
     candidate = dist <= radius
     keys = [np.where(candidate, -1, dist), np.where(candidate, -scores, 0.0)]
     if rerank == "features":

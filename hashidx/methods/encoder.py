@@ -183,7 +183,7 @@ class Encoder:
             self.radiometry,
             int(self.config["image_size"]),
             int(self.config["views"]),
-            WithContent(self.arrays) if with_content and self.arrays and self.arrays.content else self.arrays,
+            WithContent(self.arrays) if with_content and self.arrays and self.content else self.arrays,
             None if remote else self.prepare(),
         )
 

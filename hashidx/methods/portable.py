@@ -112,7 +112,7 @@ def recall(path: str | Path) -> tuple[HeadArrays, dict[str, Any]] | None:
             kind = str(npz["kind"])
             arrays = {name: np.asarray(npz[f"array:{name}"]) for name in KINDS[kind]}
             content = ContentProjection.from_arrays(
-                {n[6:]: npz[n] for n in npz.files if n.startswith("array:content.")}
+                {n.removeprefix("array:"): npz[n] for n in npz.files if n.startswith("array:content.")}
             )
     except (OSError, ValueError, KeyError):
         return None

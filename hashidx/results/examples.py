@@ -156,13 +156,13 @@ def examples_of(
 
     def vectors(examples: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
         rows = np.empty((len(examples), searcher.bits), np.float32)
-        content: np.ndarray | None = np.zeros((len(examples), dims), np.float16) if dims else None
         ids = [j for j, e in enumerate(examples) if e.isdigit()]
         rows[ids] = indexed_examples(searcher, [int(examples[j]) for j in ids])
-        stored = indexed_content(searcher, [int(examples[j]) for j in ids]) if content is not None else None
-        if content is not None and (stored is None or stored.shape[1] != dims):
-            content = None
-        if content is not None and stored is not None:
+        # Content for every example or none: the index's for ids, the model's for images, when both have it.
+        stored = indexed_content(searcher, [int(examples[j]) for j in ids]) if dims else None
+        content = None
+        if stored is not None and stored.shape[1] == dims:
+            content = np.zeros((len(examples), dims), np.float16)
             content[ids] = stored
         images = [j for j, e in enumerate(examples) if not e.isdigit()]
         if images:

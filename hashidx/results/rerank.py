@@ -26,10 +26,10 @@ MODES = ("none", "ties", "features")
 def parse_rerank(value: str | int) -> str | int:
     """none, ties, features, or K′ (a positive integer) from a command-line value."""
     if isinstance(value, int) or str(value).isdigit():
-        k_prime = int(value)
-        if k_prime < 1:
+        depth = int(value)
+        if depth < 1:
             raise HashidxError(f"--rerank {value}: K′ must be a positive number of candidates")
-        return k_prime
+        return depth
     if value not in MODES:
         raise HashidxError(
             f"--rerank {value!r}: use none, ties, features, or a number K′ of Hamming candidates to re-rank"
@@ -37,11 +37,18 @@ def parse_rerank(value: str | int) -> str | int:
     return str(value)
 
 
+def k_prime(mode: str | int) -> int | None:
+    """How many Hamming-nearest a mode ranks by uᵀv alone (its K′; "features" takes the default), or None for
+    none and ties."""
+    if mode == "features":
+        return int(DEFAULT_RERANK)
+    return None if isinstance(mode, str) else int(mode)
+
+
 def candidates_for(k: int, mode: str | int) -> int:
     """How many Hamming neighbours (plus their tie shell) the re-ranking needs for k results."""
-    if mode == "features":
-        mode = DEFAULT_RERANK
-    return max(k, int(mode)) if not isinstance(mode, str) else k
+    depth = k_prime(mode)
+    return k if depth is None else max(k, depth)
 
 
 def rerank(
